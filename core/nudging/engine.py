@@ -1,0 +1,293 @@
+"""The nudging decoding loop (DESIGN.md "The algorithm").
+
+The base writes while the policy says it is confident; where it is not, the nudger drafts up to K
+tokens, one base forward scores every word boundary of the draft, and the nudge is the draft up to
+the first boundary where the base is confident again (else up to the last boundary). The draft's
+unused tail stays in the base cache as lookahead: base tokens that reproduce it cost no forward.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import torch
+
+from .backends.local import LocalModel
+from .config import NudgingConfig
+from .errors import InputError
+from .policy import NudgingPolicy, TopProbPolicy
+from .prompts import Messages, chat_prompt, plain_prompt, to_messages
+from .results import Result, Span, Stats, StopReason, StreamEvent, word_share
+from .sampling import Sampler
+from .text_sync import encode_continuation, word_boundaries
+from .transcript import Transcript
+from .views import View
+
+Prompt = str | Messages
+
+
+@dataclass
+class _Draft:
+    """A nudger draft: its complete-character text, where its ids end, whether it ended in EOS."""
+
+    text: str
+    n_ids: int
+    ends: list[int | None]
+    eos: bool
+    logits: list[torch.Tensor]  # logits[i]: the nudger's next-position logits after its first i draft ids
+
+
+class Stream:
+    """Iterator of StreamEvents; `.result` is set once it is exhausted. `close()` cancels and frees caches."""
+
+    def __init__(self, gen: Iterator[StreamEvent | Result]) -> None:
+        self._gen = gen
+        self.result: Result | None = None
+
+    def __iter__(self) -> Stream:
+        return self
+
+    def __next__(self) -> StreamEvent:
+        item = next(self._gen)
+        if isinstance(item, Result):
+            self.result = item
+            raise StopIteration
+        return item
+
+    def close(self) -> None:
+        self._gen.close()
+
+    def __enter__(self) -> Stream:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class Run:
+    """One generation: both views, the transcript, the counters. Yields events, then the Result."""
+
+    def __init__(self, base: LocalModel, nudger: LocalModel, policy: NudgingPolicy, prompt: Prompt, config: NudgingConfig, cancel: threading.Event | None) -> None:
+        self.base, self.nudger, self.policy, self.cfg, self.cancel = base, nudger, policy, config, cancel
+        messages = to_messages(prompt, config.system)
+        self.prompts = {
+            "base": plain_prompt(messages, config.base_template),
+            "nudger": chat_prompt(nudger.tokenizer, messages, config.base_template),
+        }
+        base_ids = base.tokenizer.encode(self.prompts["base"])  # plain text: the tokenizer's default specials (BOS)
+        nudger_ids = nudger.tokenizer.encode(self.prompts["nudger"], add_special_tokens=False)  # chat templates carry their own BOS
+        for lm, ids, side in ((base, base_ids, "base"), (nudger, nudger_ids, "nudger")):
+            if lm.context_window and len(ids) >= lm.context_window:
+                raise InputError(
+                    f"prompt is {len(ids)} tokens for the {side} model, longer than its context window of {lm.context_window}"
+                )
+        self.B = View(base, base_ids)
+        self.N = View(nudger, nudger_ids)
+        self.T = Transcript(config.stop)
+        self.base_sampler = Sampler(config.base_sampling, config.seed)
+        self.nudger_sampler = Sampler(config.nudger_sampling, None if config.seed is None else config.seed + 1)
+        limits = [config.max_new_tokens]
+        if base.context_window:
+            limits.append(base.context_window - len(base_ids))
+        self.budget = min(limits)
+        self.rounds = 0
+        self.reason: StopReason = "eos"
+        self._last_nudge: str | None = None
+        self._repeats = 0
+
+    # -- the loop ---------------------------------------------------------------------------
+    def events(self) -> Iterator[StreamEvent | Result]:
+        t0 = time.perf_counter()
+        try:
+            while not self._step():
+                yield from self.T.flush()
+            yield from self.T.flush(final=True)
+            yield self._result(time.perf_counter() - t0)
+        finally:
+            self.B.close()
+            self.N.close()
+
+    def _step(self) -> bool:
+        """One base token or one nudge round; True when generation is over."""
+        if self.cancel is not None and self.cancel.is_set():
+            return self._stop("cancelled")
+        logits = self.B.next_logits()
+        if self.B.pending or bool(self.policy.confident(logits[None])[0]):
+            return self._base_writes(logits)
+        return self._nudge()
+
+    def _stop(self, reason: StopReason) -> bool:
+        self.reason = reason
+        return True
+
+    def _base_writes(self, logits: torch.Tensor) -> bool:
+        token = self.base_sampler.pick(logits)
+        if token in self.base.eos_ids:
+            return self._stop("eos")
+        delta = self.B.append_own(token)
+        if self.T.add(delta, "base"):
+            return self._stop("stop")
+        if self.B.n_answer >= self.budget:
+            return self._stop("length")
+        return False
+
+    def _nudge(self) -> bool:
+        self.rounds += 1
+        draft = self._draft()
+        if not draft.text:
+            if draft.eos:
+                return self._stop("eos")
+            # only part of a character in K tokens: let the base write instead of looping
+            return self._base_writes(self.B.next_logits())
+        b_ids, b_ends = encode_continuation(self.base.tokenizer, draft.text)
+        rows = self.B.forward_draft(b_ids)
+        bounds = word_boundaries(draft.text, draft.ends, b_ends)
+        # base-side index (ids kept) for each candidate end offset
+        m_of = {e: i + 1 for i, e in enumerate(b_ends) if e is not None}
+        accept, eos = None, False
+        if bounds:
+            ok = self.policy.confident(rows[[m_of[c] - 1 for c in bounds]])
+            hit = torch.nonzero(ok).flatten()
+            if len(hit):
+                accept = bounds[int(hit[0])]
+        if accept is None:
+            if draft.eos:
+                accept, eos = len(draft.text), True
+            else:
+                accept = bounds[-1] if bounds else len(draft.text)
+        m = m_of.get(accept, len(b_ids))
+        # max_new_tokens counts base-view ids: cut the nudge at the budget
+        room = self.budget - self.B.n_answer
+        over = m > room
+        if over:
+            m = room
+            accept = next((b_ends[i] for i in range(m - 1, -1, -1) if b_ends[i] is not None), 0)
+            m = next((i + 1 for i in range(m - 1, -1, -1) if b_ends[i] is not None), 0)
+        nudge = draft.text[:accept]
+        # nudger keeps its own ids up to the accepted text
+        n_keep = max((i + 1 for i, e in enumerate(draft.ends) if e is not None and e <= accept), default=0)
+        if draft.eos and accept == len(draft.text):
+            n_keep = draft.n_ids
+        self.N.truncate(self.N.n_answer - draft.n_ids + n_keep, draft.logits[n_keep] if n_keep < len(draft.logits) else None)
+        if m:
+            ahead = b_ids[m:] if (self.cfg.speculation and not over and not eos) else []
+            self.B.append_verified(b_ids[:m], b_ends[:m], accept, rows[m - 1], ahead, rows[m : m + len(ahead)])
+        else:
+            self.B.drop_ahead()
+        if self.T.add(nudge, "nudger"):
+            return self._stop("stop")
+        if over or self.B.n_answer >= self.budget:
+            return self._stop("length")
+        if eos:
+            return self._stop("eos")
+        return self._repeated(nudge)
+
+    def _repeated(self, nudge: str) -> bool:
+        """The paper's guard: the same nudge accepted `repetition_limit` rounds in a row ends generation."""
+        self._repeats = self._repeats + 1 if nudge == self._last_nudge else 1
+        self._last_nudge = nudge
+        limit = self.cfg.repetition_limit
+        return bool(limit) and self._repeats >= limit and self._stop("repetition")
+
+    def _draft(self) -> _Draft:
+        """Up to K nudger tokens after T (the nudger first catches up with T in the same forward)."""
+        self.N.sync(self.T.text)
+        start_ids, start_len = self.N.n_answer, self.N.text_len
+        text, ends, eos, seen = "", [], False, []
+        for _ in range(self.cfg.draft_tokens):
+            seen.append(self.N.next_logits())
+            token = self.nudger_sampler.pick(seen[-1])
+            if token in self.nudger.eos_ids:
+                eos = True
+                break
+            text += self.N.append_own(token)
+            ends.append(None if self.N.pending else self.N.text_len - start_len)
+        n_ids = self.N.n_answer - start_ids
+        return _Draft(text, n_ids, ends, eos, seen)
+
+    # -- the result ------------------------------------------------------------------------
+    def _result(self, seconds: float) -> Result:
+        T = self.T
+        n_text = len(T.text)
+        # base-view ids that contributed at least one character of the (possibly cut) answer
+        start, base_n, nudger_n = 0, 0, 0
+        for end, foreign in zip(self.B.ends, self.B.foreign):
+            if end is None:
+                continue
+            if start < n_text:
+                if foreign:
+                    nudger_n += 1
+                else:
+                    base_n += 1
+            start = end
+        # ids still mid-character at a stop carry no text; ids held in a straddling group count once above
+        out = base_n + nudger_n
+        stats = Stats(
+            prompt_tokens=len(self.B.prompt_ids),
+            output_tokens=out,
+            base_tokens=base_n,
+            nudger_tokens=nudger_n,
+            nudge_share=nudger_n / out if out else 0.0,
+            word_share=word_share(T.spans),
+            rounds=self.rounds,
+            base_forwards=self.B.forwards,
+            nudger_forwards=self.N.forwards,
+            seconds=seconds,
+            tokens_per_second=out / seconds if seconds > 0 else 0.0,
+            stop_reason=self.reason,
+        )
+        return Result(T.text, [Span(s.text, s.source) for s in T.spans if s.text], stats, dict(self.prompts))
+
+
+class Nudger:
+    """A base model aligned at inference time by a small chat model (the nudger)."""
+
+    def __init__(self, base: Any, base_tokenizer: Any, nudger: Any, nudger_tokenizer: Any, config: NudgingConfig | None = None, policy: NudgingPolicy | None = None) -> None:
+        self.base = LocalModel(base, base_tokenizer)
+        self.nudger = LocalModel(nudger, nudger_tokenizer)
+        self.config = config or NudgingConfig()
+        self.policy = policy
+
+    # -- construction ----------------------------------------------------------------------
+    @classmethod
+    def from_pretrained(cls, base: Any, nudger: Any, *, base_tokenizer: Any = None, nudger_tokenizer: Any = None, device_map: Any = None, dtype: Any = "auto", config: NudgingConfig | None = None, cache_dir: str | None = None) -> Nudger:
+        """Load both models: HF ids, local directories, .gguf files, or already-loaded models."""
+        from .models import load_model
+
+        b, bt = load_model(base, tokenizer=base_tokenizer, device_map=device_map, dtype=dtype, cache_dir=cache_dir)
+        n, nt = load_model(nudger, tokenizer=nudger_tokenizer, device_map=device_map, dtype=dtype, cache_dir=cache_dir)
+        return cls(b, bt, n, nt, config=config)
+
+    @classmethod
+    def default(cls, *, device_map: Any = None, dtype: Any = "auto", config: NudgingConfig | None = None) -> Nudger:
+        """The embedded offline pair: gemma-3-270m (base) nudged by SmolLM2-135M-Instruct."""
+        return cls.from_pretrained("embedded:base", "embedded:nudger", device_map=device_map, dtype=dtype, config=config)
+
+    # -- generation ------------------------------------------------------------------------
+    def _config(self, config: NudgingConfig | None, overrides: dict[str, Any]) -> NudgingConfig:
+        return (config or self.config).merged(**overrides)
+
+    def _run(self, prompt: Prompt, config: NudgingConfig | None, cancel: threading.Event | None, overrides: dict[str, Any]) -> Run:
+        cfg = self._config(config, overrides)
+        policy = self.policy if self.policy is not None else TopProbPolicy(cfg.gamma)
+        return Run(self.base, self.nudger, policy, prompt, cfg, cancel)
+
+    def generate(self, prompt: Prompt, config: NudgingConfig | None = None, *, cancel: threading.Event | None = None, **overrides: Any) -> Result:
+        """Nudged answer to a prompt (a string or chat messages). Keyword overrides: any NudgingConfig field."""
+        stream = Stream(self._run(prompt, config, cancel, overrides).events())
+        for _ in stream:
+            pass
+        assert stream.result is not None
+        return stream.result
+
+    def stream(self, prompt: Prompt, config: NudgingConfig | None = None, *, cancel: threading.Event | None = None, **overrides: Any) -> Stream:
+        """Like generate, but yields StreamEvents as text is accepted; `.result` holds the Result at the end."""
+        return Stream(self._run(prompt, config, cancel, overrides).events())
+
+    def generate_batch(self, prompts: Sequence[Prompt], config: NudgingConfig | None = None, **overrides: Any) -> list[Result]:
+        """Answers for several prompts (one at a time for now; same outputs as `generate`)."""
+        return [self.generate(p, config, **overrides) for p in prompts]

@@ -1,0 +1,79 @@
+"""Prompt text for each side: the nudger's own chat template, the base's plain question/answer text."""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+from .config import BaseTemplate
+from .errors import InputError
+
+Messages = Sequence[dict[str, Any]]
+_ROLES = {"system", "user", "assistant", "tool"}
+
+
+def to_messages(prompt: str | Messages, system: str | None = None) -> list[dict[str, str]]:
+    """Validate a prompt (a string or chat messages) and return chat messages."""
+    if isinstance(prompt, str):
+        if not prompt.strip():
+            raise InputError("prompt is empty")
+        messages = [{"role": "user", "content": prompt}]
+    else:
+        if not isinstance(prompt, Sequence) or not prompt:
+            raise InputError("messages must be a non-empty list of {'role': ..., 'content': ...} dicts")
+        messages = []
+        for i, m in enumerate(prompt):
+            if not isinstance(m, dict) or "role" not in m or "content" not in m:
+                raise InputError(f"message {i} must be a dict with 'role' and 'content', got {m!r}")
+            if m["role"] not in _ROLES:
+                raise InputError(f"message {i} has unknown role {m['role']!r}; expected one of {sorted(_ROLES)}")
+            if not isinstance(m["content"], str):
+                raise InputError(f"message {i} content must be a string, got {type(m['content']).__name__}")
+            messages.append({"role": m["role"], "content": m["content"]})
+        if not any(m["role"] == "user" and m["content"].strip() for m in messages):
+            raise InputError("messages contain no non-empty user message")
+    if system is not None and not any(m["role"] == "system" for m in messages):
+        messages.insert(0, {"role": "system", "content": system})
+    return messages
+
+
+def fold_system(messages: list[dict[str, str]]) -> list[dict[str, str]]:
+    """Merge system text into the first user turn, for templates that reject a system role."""
+    system = "\n\n".join(m["content"] for m in messages if m["role"] == "system")
+    rest = [dict(m) for m in messages if m["role"] != "system"]
+    if system:
+        for m in rest:
+            if m["role"] == "user":
+                m["content"] = f"{system}\n\n{m['content']}"
+                break
+    return rest
+
+
+def chat_prompt(tokenizer: Any, messages: list[dict[str, str]], template: BaseTemplate) -> str:
+    """The nudger's prompt: its tokenizer's chat template with the generation prompt.
+
+    Tool messages are shown as user turns (templates rarely accept them without tool schemas).
+    A tokenizer without a chat template falls back to the plain template.
+    """
+    if not getattr(tokenizer, "chat_template", None):
+        return plain_prompt(messages, template)
+    msgs = [{"role": "user" if m["role"] == "tool" else m["role"], "content": m["content"]} for m in messages]
+    try:
+        return tokenizer.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True)
+    except Exception as exc:  # jinja raises TemplateError via raise_exception(); keep its message
+        if any(m["role"] == "system" for m in msgs) and "system" in str(exc).lower():
+            return tokenizer.apply_chat_template(fold_system(msgs), tokenize=False, add_generation_prompt=True)
+        raise InputError(f"the nudger's chat template rejected the messages: {exc}") from exc
+
+
+def plain_prompt(messages: list[dict[str, str]], template: BaseTemplate) -> str:
+    """The base's prompt: `{system}\\n{question prefix}{question}\\n{answer prefix}`, turn by turn."""
+    lines: list[str] = []
+    system = "\n\n".join(m["content"] for m in messages if m["role"] == "system")
+    if system:
+        lines.append(system)
+    for m in messages:
+        if m["role"] in ("user", "tool"):
+            lines.append(template.question_prefix + m["content"])
+        elif m["role"] == "assistant":
+            lines.append(template.answer_prefix + m["content"])
+    return template.turn_separator.join(lines) + template.turn_separator + template.answer_prefix

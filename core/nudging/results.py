@@ -1,0 +1,75 @@
+"""What a generation returns: text with provenance, counts, and the exact prompts used."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+Source = Literal["base", "nudger"]
+StopReason = Literal["eos", "stop", "length", "repetition", "cancelled"]
+
+
+@dataclass(frozen=True)
+class Span:
+    """A run of answer text written by one model."""
+
+    text: str
+    source: Source
+
+
+@dataclass
+class Stats:
+    """Counts of one generation. Token counts are ids of the base model's view of the answer."""
+
+    prompt_tokens: int = 0
+    output_tokens: int = 0
+    base_tokens: int = 0
+    nudger_tokens: int = 0
+    nudge_share: float = 0.0
+    word_share: float = 0.0
+    rounds: int = 0
+    base_forwards: int = 0
+    nudger_forwards: int = 0
+    seconds: float = 0.0
+    tokens_per_second: float = 0.0
+    stop_reason: StopReason = "eos"
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class Result:
+    text: str
+    spans: list[Span]
+    stats: Stats
+    prompts: dict[str, str] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "text": self.text,
+            "spans": [asdict(s) for s in self.spans],
+            "stats": self.stats.to_dict(),
+            "prompts": dict(self.prompts),
+        }
+
+
+@dataclass(frozen=True)
+class StreamEvent:
+    """A piece of newly accepted text; the deltas of a stream concatenate to the final text."""
+
+    text: str
+    source: Source
+
+
+def word_share(spans: list[Span]) -> float:
+    """The paper's measure: words whose first character the nudger wrote ÷ all words."""
+    owners: list[Source] = []
+    for span in spans:
+        owners.extend([span.source] * len(span.text))
+    text = "".join(s.text for s in spans)
+    starts = [m.start() for m in re.finditer(r"\S+", text)]
+    if not starts:
+        return 0.0
+    return sum(owners[i] == "nudger" for i in starts) / len(starts)

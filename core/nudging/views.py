@@ -1,0 +1,150 @@
+"""One model's token view of the shared answer text T.
+
+A view holds the model's prompt ids plus ids covering T, a KV cache over (a prefix of) them, and
+the logits for the next position once computed. Its own tokens are kept exactly as generated;
+text from the other model is tokenized in context and appended. It may also hold *lookahead*:
+ids already run through the cache beyond T (a verified draft's unused tail), with their logits,
+so a base token that reproduces them costs no forward.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .backends.local import KVSession, LocalModel
+from .text_sync import IncrementalDecoder, decode, encode_continuation
+
+
+class View:
+    def __init__(self, lm: LocalModel, prompt_ids: list[int]) -> None:
+        self.lm = lm
+        self.tok = lm.tokenizer
+        self.kv: KVSession = lm.session()
+        self.prompt_ids = list(prompt_ids)
+        self.ids: list[int] = list(prompt_ids)
+        self.ends: list[int | None] = []  # per answer id: offset in T where it ends (None: mid-character)
+        self.foreign: list[bool] = []  # per answer id: appended from the other model's text
+        self.text_len = 0  # characters of T these ids cover
+        self.decoder = IncrementalDecoder(self.tok, self.ids)
+        self.logits: torch.Tensor | None = None  # next-position logits after self.ids
+        self.ahead_ids: list[int] = []
+        self.ahead_logits: torch.Tensor | None = None
+
+    # -- reading -------------------------------------------------------------------------
+    @property
+    def n_answer(self) -> int:
+        return len(self.ids) - len(self.prompt_ids)
+
+    @property
+    def answer_ids(self) -> list[int]:
+        return self.ids[len(self.prompt_ids) :]
+
+    @property
+    def pending(self) -> bool:
+        """True while the newest own ids end inside a character."""
+        return self.decoder.pending > 0
+
+    @property
+    def forwards(self) -> int:
+        return self.kv.forwards
+
+    def next_logits(self) -> torch.Tensor:
+        """Logits [vocab] for the position after self.ids, running the model over uncached ids."""
+        if self.logits is None:
+            self.drop_ahead()
+            if self.kv.length == len(self.ids):  # cached, but its logits were not kept: redo the last position
+                self.kv.truncate(len(self.ids) - 1)
+            self.logits = self.kv.forward(self.ids[self.kv.length :], keep=1)[0]
+        return self.logits
+
+    def decoded(self) -> str:
+        return decode(self.tok, self.ids)
+
+    # -- writing -------------------------------------------------------------------------
+    def append_own(self, token: int) -> str:
+        """Append an id this model chose; returns the text it completes ('' mid-character)."""
+        if self.ahead_ids and self.ahead_ids[0] == token and self.ahead_logits is not None:
+            self.logits = self.ahead_logits[0]
+            self.ahead_ids = self.ahead_ids[1:]
+            self.ahead_logits = self.ahead_logits[1:] if self.ahead_ids else None
+        else:
+            self.drop_ahead()
+            self.logits = None
+        self.ids.append(token)
+        self.foreign.append(False)
+        delta = self.decoder.step(self.ids)
+        self.ends.append(None)
+        if delta:
+            self.text_len += len(delta)
+            # every id held back for this character ends where it completes
+            i = len(self.ends) - 1
+            while i >= 0 and self.ends[i] is None:
+                self.ends[i] = self.text_len
+                i -= 1
+        return delta
+
+    def append_text(self, text: str) -> list[int]:
+        """Append text the other model wrote (tokenized in context); returns the new ids."""
+        ids, ends = encode_continuation(self.tok, text)
+        self.drop_ahead()
+        self.logits = None
+        base = self.text_len
+        self.ids.extend(ids)
+        self.foreign.extend([True] * len(ids))
+        self.ends.extend(None if e is None else base + e for e in ends)
+        self.text_len += len(text)
+        self.decoder.reset(self.ids)
+        return ids
+
+    def append_verified(self, ids: list[int], ends: list[int | None], text_len: int, logits: torch.Tensor, ahead: list[int], ahead_logits: torch.Tensor) -> None:
+        """Append foreign ids that a forward already ran (a verified nudge), keeping the draft's tail as lookahead."""
+        base = self.text_len
+        self.ids.extend(ids)
+        self.foreign.extend([True] * len(ids))
+        self.ends.extend(None if e is None else base + e for e in ends)
+        self.text_len += text_len
+        self.decoder.reset(self.ids)
+        self.logits = logits
+        self.ahead_ids = list(ahead)
+        self.ahead_logits = ahead_logits if ahead else None
+
+    def sync(self, text: str) -> None:
+        """Catch up with T (lazy: only tokenizes; the forward happens when logits are needed)."""
+        if len(text) > self.text_len:
+            self.append_text(text[self.text_len :])
+
+    def forward_draft(self, ids: list[int]) -> torch.Tensor:
+        """Run the model over ids appended (tentatively) after self.ids; logits [len(ids), vocab].
+
+        Row i predicts the position after ids[i]. The view itself is not changed: commit with
+        append_verified, or the positions are dropped on the next truncate/forward.
+        """
+        self.next_logits()  # the cache covers self.ids (and maybe stale lookahead) ...
+        self.drop_ahead()  # ... now exactly self.ids
+        return self.kv.forward(ids, keep=len(ids))
+
+    def truncate(self, n_answer: int, logits: torch.Tensor | None = None) -> None:
+        """Keep only the first n_answer answer ids (rejected draft positions are dropped).
+
+        `logits`, if known, are the next-position logits after the kept ids (saves a forward).
+        """
+        n = len(self.prompt_ids) + n_answer
+        if n >= len(self.ids):
+            return
+        self.ids = self.ids[:n]
+        self.ends = self.ends[:n_answer]
+        self.foreign = self.foreign[:n_answer]
+        self.text_len = next((e for e in reversed(self.ends) if e is not None), 0)
+        self.drop_ahead()
+        self.kv.truncate(min(self.kv.length, len(self.ids)))
+        self.logits = logits if logits is not None and self.kv.length == len(self.ids) else None
+        self.decoder.reset(self.ids)
+
+    def drop_ahead(self) -> None:
+        self.kv.truncate(min(self.kv.length, len(self.ids)))
+        self.ahead_ids = []
+        self.ahead_logits = None
+
+    def close(self) -> None:
+        self.kv.close()
+        self.logits = self.ahead_logits = None

