@@ -114,3 +114,12 @@ def test_repetition_guard(pair):
         assert len(words) >= 3 and len(set(words[-3:])) == 1
     off = pair.generate("Hi", gamma=1.5, max_new_tokens=200, draft_tokens=1, repetition_limit=0)
     assert off.stats.stop_reason != "repetition"
+
+
+def test_paper_compat_first_word_from_the_nudger(pair):
+    """paper_compat: even a base that is confident everywhere (gamma 0) lets the nudger write the first word."""
+    plain = pair.generate("Say hi.", gamma=0.0, max_new_tokens=20)
+    compat = pair.generate("Say hi.", gamma=0.0, max_new_tokens=20, paper_compat=True)
+    assert plain.spans[0].source == "base"
+    assert compat.spans[0].source == "nudger" and compat.stats.rounds == 1
+    assert compat.text.split()[0] == compat.spans[0].text.split()[0]

@@ -53,6 +53,11 @@ class NudgingConfig:
     stop: strings that end generation; the stop string itself is not returned.
     speculation: reuse the unused tail of a nudger draft as a speculative draft for the base.
         Exact: outputs are identical with it on or off.
+    adaptive_draft: draft fewer than K tokens when recent rounds used few of them (the nudge is
+        usually a word or two). Rounds end the same way, so greedy text rarely changes; a word
+        whose base tokenization depends on text past the shorter draft's end can differ.
+    paper_compat: the authors' two heuristics: the nudger always writes the first word, and a nudge
+        also ends where the base's top token is a prefix of the nudger's next word.
     repetition_limit: stop when the same nudge is accepted this many rounds in a row (paper: 3).
     system: system text for both prompts (None: the nudger template's default, no base line).
     """
@@ -68,6 +73,8 @@ class NudgingConfig:
     nudger_top_p: float | None = None
     seed: int | None = None
     speculation: bool = True
+    adaptive_draft: bool = True
+    paper_compat: bool = False
     repetition_limit: int = 3
     system: str | None = None
     base_template: BaseTemplate = field(default_factory=BaseTemplate)

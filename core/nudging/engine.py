@@ -98,6 +98,10 @@ class Run:
         self.reason: StopReason = "eos"
         self._last_nudge: str | None = None
         self._repeats = 0
+        # adaptive drafting: a running estimate of how many draft tokens a round puts to use
+        self._useful = (config.draft_tokens - 2) / 1.5
+        self._last_kept = 0  # nudger ids the last round accepted
+        self._last_tail = 0  # base ids of the last draft's tail that the base's top choice reproduces
 
     # -- the loop ---------------------------------------------------------------------------
     def events(self) -> Iterator[StreamEvent | Result]:
@@ -116,7 +120,8 @@ class Run:
         if self.cancel is not None and self.cancel.is_set():
             return self._stop("cancelled")
         logits = self.B.next_logits()
-        if self.B.pending or bool(self.policy.confident(logits[None])[0]):
+        first_word = self.cfg.paper_compat and self.rounds == 0 and not self.T.text
+        if self.B.pending or (not first_word and bool(self.policy.confident(logits[None])[0])):
             return self._base_writes(logits)
         return self._nudge()
 
@@ -150,7 +155,10 @@ class Run:
         m_of = {e: i + 1 for i, e in enumerate(b_ends) if e is not None}
         accept, eos = None, False
         if bounds:
-            ok = self.policy.confident(rows[[m_of[c] - 1 for c in bounds]])
+            at = rows[[m_of[c] - 1 for c in bounds]]
+            ok = self.policy.confident(at)
+            if self.cfg.paper_compat:
+                ok = ok | self._base_agrees(at, draft.text, bounds)
             hit = torch.nonzero(ok).flatten()
             if len(hit):
                 accept = bounds[int(hit[0])]
@@ -172,7 +180,9 @@ class Run:
         n_keep = max((i + 1 for i, e in enumerate(draft.ends) if e is not None and e <= accept), default=0)
         if draft.eos and accept == len(draft.text):
             n_keep = draft.n_ids
+        self._last_kept = n_keep
         self.N.truncate(self.N.n_answer - draft.n_ids + n_keep, draft.logits[n_keep] if n_keep < len(draft.logits) else None)
+        self._last_tail = self._tail_agreement(rows, b_ids, m)
         if m:
             ahead = b_ids[m:] if (self.cfg.speculation and not over and not eos) else []
             self.B.append_verified(b_ids[:m], b_ends[:m], accept, rows[m - 1], ahead, rows[m : m + len(ahead)])
@@ -186,6 +196,24 @@ class Run:
             return self._stop("eos")
         return self._repeated(nudge)
 
+    @staticmethod
+    def _tail_agreement(rows: torch.Tensor, b_ids: list[int], m: int) -> int:
+        """How many ids of the draft's tail the base's argmax reproduces in a row (speculation's
+        best case). Computed the same with speculation on or off, so adaptive drafting keeps them equal."""
+        if m == 0 or m >= len(b_ids):
+            return 0
+        match = (rows[m - 1 : len(b_ids) - 1].argmax(dim=-1).cpu() == torch.tensor(b_ids[m:])).tolist()
+        return next((i for i, ok in enumerate(match) if not ok), len(match))
+
+    def _base_agrees(self, rows: torch.Tensor, text: str, bounds: list[int]) -> torch.Tensor:
+        """paper_compat: at each boundary, is the base's top token a prefix of the nudger's next word?"""
+        tops = rows.argmax(dim=-1).tolist()
+        agree = []
+        for c, nxt, t in zip(bounds, bounds[1:] + [len(text)], tops):
+            piece = self.base.tokenizer.decode([t]).strip()
+            agree.append(bool(piece) and t not in self.base.eos_ids and text[c:nxt].lstrip().startswith(piece))
+        return torch.tensor(agree, device=rows.device)
+
     def _repeated(self, nudge: str) -> bool:
         """The paper's guard: the same nudge accepted `repetition_limit` rounds in a row ends generation."""
         self._repeats = self._repeats + 1 if nudge == self._last_nudge else 1
@@ -193,12 +221,21 @@ class Run:
         limit = self.cfg.repetition_limit
         return bool(limit) and self._repeats >= limit and self._stop("repetition")
 
+    def _draft_len(self) -> int:
+        """K, or fewer when recent rounds used few draft tokens (as nudge or as speculation)."""
+        K = self.cfg.draft_tokens
+        if not self.cfg.adaptive_draft:
+            return K
+        if self.rounds > 1:
+            self._useful = 0.5 * self._useful + 0.5 * (self._last_kept + self._last_tail)
+        return max(min(K, 4), min(K, round(1.5 * self._useful) + 2))
+
     def _draft(self) -> _Draft:
         """Up to K nudger tokens after T (the nudger first catches up with T in the same forward)."""
         self.N.sync(self.T.text)
         start_ids, start_len = self.N.n_answer, self.N.text_len
         text, ends, eos, seen = "", [], False, []
-        for _ in range(self.cfg.draft_tokens):
+        for _ in range(self._draft_len()):
             seen.append(self.N.next_logits())
             token = self.nudger_sampler.pick(seen[-1])
             if token in self.nudger.eos_ids:
@@ -236,6 +273,9 @@ class Run:
             rounds=self.rounds,
             base_forwards=self.B.forwards,
             nudger_forwards=self.N.forwards,
+            speculated_tokens=self.B.reused,
+            base_seconds=self.B.kv.seconds,
+            nudger_seconds=self.N.kv.seconds,
             seconds=seconds,
             tokens_per_second=out / seconds if seconds > 0 else 0.0,
             stop_reason=self.reason,
@@ -247,19 +287,28 @@ class Nudger:
     """A base model aligned at inference time by a small chat model (the nudger)."""
 
     def __init__(self, base: Any, base_tokenizer: Any, nudger: Any, nudger_tokenizer: Any, config: NudgingConfig | None = None, policy: NudgingPolicy | None = None) -> None:
-        self.base = LocalModel(base, base_tokenizer)
-        self.nudger = LocalModel(nudger, nudger_tokenizer)
+        """Models are loaded transformers models (with their tokenizers) or ready backends
+        (e.g. `RemoteModel`; their tokenizer argument is ignored)."""
+        self.base = base if hasattr(base, "session") else LocalModel(base, base_tokenizer)
+        self.nudger = nudger if hasattr(nudger, "session") else LocalModel(nudger, nudger_tokenizer)
         self.config = config or NudgingConfig()
         self.policy = policy
 
     # -- construction ----------------------------------------------------------------------
     @classmethod
     def from_pretrained(cls, base: Any, nudger: Any, *, base_tokenizer: Any = None, nudger_tokenizer: Any = None, device_map: Any = None, dtype: Any = "auto", config: NudgingConfig | None = None, cache_dir: str | None = None) -> Nudger:
-        """Load both models: HF ids, local directories, .gguf files, or already-loaded models."""
-        from .models import load_model
+        """Load both models: HF ids, local directories, .gguf files, already-loaded models, or
+        `http://host:port/v1#model-name` for a model behind an OpenAI-compatible completions server
+        with logprobs (its tokenizer: `*_tokenizer=`, else the served model name as an HF id/folder)."""
+        from .models import load_model, load_remote
 
-        b, bt = load_model(base, tokenizer=base_tokenizer, device_map=device_map, dtype=dtype, cache_dir=cache_dir)
-        n, nt = load_model(nudger, tokenizer=nudger_tokenizer, device_map=device_map, dtype=dtype, cache_dir=cache_dir)
+        def load(spec: Any, tok: Any) -> tuple[Any, Any]:
+            if isinstance(spec, str) and spec.startswith(("http://", "https://")):
+                return load_remote(spec, tokenizer=tok, cache_dir=cache_dir), None
+            return load_model(spec, tokenizer=tok, device_map=device_map, dtype=dtype, cache_dir=cache_dir)
+
+        b, bt = load(base, base_tokenizer)
+        n, nt = load(nudger, nudger_tokenizer)
         return cls(b, bt, n, nt, config=config)
 
     @classmethod

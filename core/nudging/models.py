@@ -77,6 +77,21 @@ def load_tokenizer(spec: str | os.PathLike[str], *, cache_dir: str | os.PathLike
     return _tokenizer(spec, None, cache_dir)
 
 
+def load_remote(spec: str, *, tokenizer: str | os.PathLike[str] | PreTrainedTokenizerBase | None = None, cache_dir: str | os.PathLike[str] | None = None, **kwargs: Any) -> Any:
+    """A model behind an OpenAI-compatible server: `http://host:port/v1#model-name`.
+
+    The tokenizer runs locally; without `tokenizer`, the served model name is loaded as one
+    (vLLM names a model by its HF id or folder).
+    """
+    from .backends.remote import RemoteModel, parse_url
+
+    url, name = parse_url(spec)
+    if tokenizer is None and name is None:
+        raise ModelLoadError(f"{spec!r}: give the model name after '#' or pass its tokenizer")
+    tok = tokenizer if isinstance(tokenizer, PreTrainedTokenizerBase) else load_tokenizer(tokenizer or name, cache_dir=cache_dir)
+    return RemoteModel(url, name, tok, **kwargs)
+
+
 def embedded_paths(cache_dir: str | os.PathLike[str] | None = None) -> tuple[Path, Path]:
     """The embedded pair's GGUF files: (gemma-3-270m base, SmolLM2-135M-Instruct nudger).
 

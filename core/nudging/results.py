@@ -31,6 +31,9 @@ class Stats:
     rounds: int = 0
     base_forwards: int = 0
     nudger_forwards: int = 0
+    speculated_tokens: int = 0  # base tokens taken from a draft's tail without a forward of their own
+    base_seconds: float = 0.0  # time in base forwards
+    nudger_seconds: float = 0.0  # time in nudger forwards
     seconds: float = 0.0
     tokens_per_second: float = 0.0
     stop_reason: StopReason = "eos"

@@ -11,15 +11,15 @@ from __future__ import annotations
 
 import torch
 
-from .backends.local import KVSession, LocalModel
+from .backends import Backend, Session
 from .text_sync import IncrementalDecoder, decode, encode_continuation
 
 
 class View:
-    def __init__(self, lm: LocalModel, prompt_ids: list[int]) -> None:
+    def __init__(self, lm: Backend, prompt_ids: list[int]) -> None:
         self.lm = lm
         self.tok = lm.tokenizer
-        self.kv: KVSession = lm.session()
+        self.kv: Session = lm.session()
         self.prompt_ids = list(prompt_ids)
         self.ids: list[int] = list(prompt_ids)
         self.ends: list[int | None] = []  # per answer id: offset in T where it ends (None: mid-character)
@@ -29,6 +29,7 @@ class View:
         self.logits: torch.Tensor | None = None  # next-position logits after self.ids
         self.ahead_ids: list[int] = []
         self.ahead_logits: torch.Tensor | None = None
+        self.reused = 0  # own ids whose logits came from lookahead (no forward)
 
     # -- reading -------------------------------------------------------------------------
     @property
@@ -55,6 +56,9 @@ class View:
             if self.kv.length == len(self.ids):  # cached, but its logits were not kept: redo the last position
                 self.kv.truncate(len(self.ids) - 1)
             self.logits = self.kv.forward(self.ids[self.kv.length :], keep=1)[0]
+            lookahead = getattr(self.kv, "lookahead", None)  # a remote server's greedy continuation
+            if lookahead:
+                self.ahead_ids, self.ahead_logits = lookahead
         return self.logits
 
     def decoded(self) -> str:
@@ -65,6 +69,7 @@ class View:
         """Append an id this model chose; returns the text it completes ('' mid-character)."""
         if self.ahead_ids and self.ahead_ids[0] == token and self.ahead_logits is not None:
             self.logits = self.ahead_logits[0]
+            self.reused += 1
             self.ahead_ids = self.ahead_ids[1:]
             self.ahead_logits = self.ahead_logits[1:] if self.ahead_ids else None
         else:

@@ -8,6 +8,7 @@ sliding mask, which the model builds from positions, so results match the model'
 from __future__ import annotations
 
 import inspect
+import time
 from typing import Any
 
 import torch
@@ -65,6 +66,7 @@ class KVSession:
         self.cache: DynamicCache | None = DynamicCache()
         self.length = 0  # positions held in the cache
         self.forwards = 0
+        self.seconds = 0.0  # time inside forward (synchronised on CUDA, so the split is honest)
 
     @torch.inference_mode()
     def forward(self, ids: list[int], keep: int = 1) -> torch.Tensor:
@@ -74,10 +76,14 @@ class KVSession:
         kwargs: dict[str, Any] = {lm._cache_kw: self.cache, "use_cache": True}
         if lm._keep_kw:
             kwargs[lm._keep_kw] = keep
-        out = lm.model(input_ids=x, **kwargs)
+        t0 = time.perf_counter()
+        logits = lm.model(input_ids=x, **kwargs).logits[0, -keep:].float()
+        if logits.is_cuda:
+            torch.cuda.synchronize(logits.device)  # the next decision needs these logits anyway
+        self.seconds += time.perf_counter() - t0
         self.length += len(ids)
         self.forwards += 1
-        return out.logits[0, -keep:].float()
+        return logits
 
     def truncate(self, length: int) -> None:
         """Forget cached positions from `length` on."""

@@ -1,0 +1,250 @@
+"""An OpenAI-compatible HTTP server for a nudged pair (`nudging serve`).
+
+`/v1/completions` and `/v1/chat/completions` (with SSE streaming), `/v1/models`, `/health`.
+Responses follow OpenAI's schema and add a `nudging` object: the spans with their source and the
+generation's stats. One engine worker serves queued requests (see `server_worker`); a client that
+disconnects cancels its generation. `create_plain_app` serves one plain model with vLLM-style
+logprobs instead (the peer of the remote backend).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict
+from functools import partial
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response
+from starlette.concurrency import run_in_threadpool
+
+from .config import NudgingConfig
+from .engine import Nudger, Prompt
+from .errors import ConfigError, InputError
+from .prompts import plain_prompt, to_messages
+from .results import Result, StreamEvent
+from .server_http import APIError, Submission, base_app, check_model, check_single_choice, new_id, now, read_request, sse
+from .server_plain import create_plain_app
+from .server_schemas import ChatCompletionRequest, CompletionRequest, RequestBase
+from .server_worker import Done, Job, Worker
+
+__all__ = ["create_app", "create_plain_app", "run_server", "serve", "serve_in_thread"]
+
+# NudgingConfig field -> request field, for pointing ConfigError messages at the right parameter
+_PARAMS = {"max_new_tokens": "max_tokens", "temperature": "temperature", "top_p": "top_p", "top_k": "top_k", "seed": "seed", "stop": "stop", "gamma": "gamma"}
+
+
+def serve_one_at_a_time(nudger: Nudger, jobs: list[Job]) -> None:
+    """The worker's runner: stream each job's generation into it, in order."""
+    for job in jobs:
+        prompt, config = job.payload
+        try:
+            with nudger.stream(prompt, config, cancel=job.cancel) as stream:
+                for event in stream:
+                    job.emit(event)
+            job.finish(stream.result)
+        except Exception as exc:
+            job.fail(exc)
+
+
+def create_app(nudger: Nudger, *, config: NudgingConfig | None = None, model_name: str = "nudging", max_queue: int = 16) -> FastAPI:
+    """The OpenAI-compatible app for `nudger`. Requests override `config` (default: `nudger.config`;
+    greedy unless it says otherwise). At most `max_queue` requests wait for the engine; more get 503
+    with Retry-After."""
+    defaults = config or nudger.config
+    worker = Worker(partial(serve_one_at_a_time, nudger), max_queue=max_queue)
+    app = base_app(model_name, worker, title="nudging")
+
+    @app.post("/v1/completions", response_model=None)
+    async def completions(request: Request) -> Response:
+        req = await read_request(request, CompletionRequest)
+        if req.echo or req.logprobs is not None:
+            raise APIError(400, "echo and logprobs are not available for nudged text (serve a single model with `nudging serve --plain` for them)", param="logprobs" if req.logprobs is not None else "echo", code="unsupported_value")
+        prompt = req.prompt
+        if isinstance(prompt, list):
+            if len(prompt) != 1 or not isinstance(prompt[0], str):
+                raise APIError(400, "prompt must be one string (batches and token ids are not supported by a nudged pair, whose models have different tokenizers)", param="prompt", code="unsupported_value")
+            prompt = prompt[0]
+        return await _respond(request, nudger, defaults, worker, model_name, req, prompt, req.max_tokens, chat=False)
+
+    @app.post("/v1/chat/completions", response_model=None)
+    async def chat_completions(request: Request) -> Response:
+        req = await read_request(request, ChatCompletionRequest)
+        if req.tools:
+            raise APIError(400, "tool calling is not supported by this server", param="tools", code="unsupported_value")
+        if req.logprobs:
+            raise APIError(400, "logprobs are not available for nudged text", param="logprobs", code="unsupported_value")
+        max_tokens = req.max_completion_tokens if req.max_completion_tokens is not None else req.max_tokens
+        return await _respond(request, nudger, defaults, worker, model_name, req, _messages(req), max_tokens, chat=True)
+
+    return app
+
+
+def _messages(req: ChatCompletionRequest) -> list[dict[str, str]]:
+    """OpenAI messages as the engine's {"role", "content"} dicts: text parts joined, "developer" read as "system"."""
+    out = []
+    for i, m in enumerate(req.messages):
+        content = m.content
+        if isinstance(content, list):
+            other = [p.type for p in content if p.type != "text"]
+            if other:
+                raise APIError(400, f"messages[{i}]: only text content is supported, got a {other[0]!r} part", param=f"messages.{i}.content", code="unsupported_value")
+            content = "".join(p.text or "" for p in content)
+        out.append({"role": "system" if m.role == "developer" else m.role, "content": content or ""})
+    return out
+
+
+def _config(nudger: Nudger, defaults: NudgingConfig, req: RequestBase, prompt: Prompt, max_tokens: int | None) -> NudgingConfig:
+    """The request's settings over the server's, validated: bad values, empty or malformed prompts
+    and prompts that do not fit the base model's context window are refused before queueing."""
+    if max_tokens is not None and max_tokens < 1:
+        raise APIError(400, f"max_tokens must be at least 1, got {max_tokens}", param="max_tokens", code="invalid_value")
+    stop = [req.stop] if isinstance(req.stop, str) else req.stop
+    overrides = {"max_new_tokens": max_tokens, "temperature": req.temperature, "top_p": req.top_p, "top_k": req.top_k, "seed": req.seed, "stop": stop, "gamma": req.gamma}
+    try:
+        cfg = defaults.merged(**overrides)
+        # the base's prompt ids, as the engine builds them: usage and context limits count base-view ids
+        n_prompt = len(nudger.base.tokenizer.encode(plain_prompt(to_messages(prompt, cfg.system), cfg.base_template)))
+    except ConfigError as exc:
+        raise APIError(400, str(exc), param=_PARAMS.get(str(exc).split()[0]), code="invalid_value") from None
+    except InputError as exc:
+        raise APIError(400, str(exc), param="messages" if not isinstance(prompt, str) else "prompt", code="invalid_value") from None
+    window = nudger.base.context_window
+    wanted = n_prompt + (max_tokens or 0)
+    if window and (n_prompt >= window or wanted > window):
+        raise APIError(
+            400,
+            f"This model's maximum context length is {window} tokens. However, you requested {wanted} tokens "
+            f"({n_prompt} in the prompt, {max_tokens or 0} for the completion). Please reduce the length of the prompt or the completion.",
+            param="messages" if not isinstance(prompt, str) else "prompt",
+            code="context_length_exceeded",
+        )
+    return cfg
+
+
+async def _respond(request: Request, nudger: Nudger, defaults: NudgingConfig, worker: Worker, model_name: str, req: RequestBase, prompt: Prompt, max_tokens: int | None, *, chat: bool) -> Response:
+    check_model(req.model, model_name)
+    check_single_choice(req.n)
+    config = await run_in_threadpool(_config, nudger, defaults, req, prompt, max_tokens)
+    sub = Submission(request, worker, (prompt, config))
+    try:
+        first = await sub.next()  # errors before any output still get their own status code
+    except BaseException:
+        sub.close()
+        raise
+    meta = {"id": new_id("chatcmpl" if chat else "cmpl"), "created": now(), "model": model_name}
+    if req.stream:
+        usage = bool(req.stream_options and req.stream_options.include_usage)
+        return sse(_chunks(sub, first, meta, chat=chat, usage=usage), sub)
+    try:
+        item = first
+        while not isinstance(item, Done):
+            item = await sub.next()
+    finally:
+        sub.close()
+    res: Result = item.result
+    choice: dict[str, Any] = {"index": 0, "logprobs": None, "finish_reason": _finish_reason(res)}
+    if chat:
+        choice["message"] = {"role": "assistant", "content": res.text}
+    else:
+        choice["text"] = res.text
+    body = {**meta, "object": "chat.completion" if chat else "text_completion", "choices": [choice], "usage": _usage(res), "nudging": _nudging(res)}
+    return JSONResponse(body)
+
+
+async def _chunks(sub: Submission, first: Any, meta: dict[str, Any], *, chat: bool, usage: bool) -> AsyncIterator[dict[str, Any]]:
+    """OpenAI stream chunks; each text chunk says which model wrote it, the last one carries the whole `nudging` object."""
+    obj = "chat.completion.chunk" if chat else "text_completion"
+
+    def chunk(delta: str | dict[str, Any], finish: str | None = None, **extra: Any) -> dict[str, Any]:
+        choice: dict[str, Any] = {"index": 0, "logprobs": None, "finish_reason": finish}
+        choice["delta" if chat else "text"] = delta
+        return {**meta, "object": obj, "choices": [choice], **extra}
+
+    if chat:
+        yield chunk({"role": "assistant", "content": ""})
+    item = first
+    while not isinstance(item, Done):
+        event: StreamEvent = item
+        yield chunk({"content": event.text} if chat else event.text, nudging={"source": event.source})
+        item = await sub.next()
+    res: Result = item.result
+    yield chunk({} if chat else "", _finish_reason(res), nudging=_nudging(res))
+    if usage:
+        yield {**meta, "object": obj, "choices": [], "usage": _usage(res)}
+
+
+def _finish_reason(res: Result) -> str:
+    return "length" if res.stats.stop_reason == "length" else "stop"
+
+
+def _usage(res: Result) -> dict[str, int]:
+    p, c = res.stats.prompt_tokens, res.stats.output_tokens
+    return {"prompt_tokens": p, "completion_tokens": c, "total_tokens": p + c}
+
+
+def _nudging(res: Result) -> dict[str, Any]:
+    return {"spans": [asdict(s) for s in res.spans], "stats": res.stats.to_dict()}
+
+
+def serve(
+    base: str | None = None,
+    nudger: str | None = None,
+    gamma: float | None = None,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    *,
+    plain: str | None = None,
+    model_name: str | None = None,
+    max_queue: int = 16,
+    device_map: Any = None,
+    dtype: str = "auto",
+    log_level: str = "info",
+) -> None:
+    """Load models and serve them until interrupted: the nudged pair (`base`, `nudger`; the embedded
+    model stands in for one not given), or with `plain` one model with logprobs (named `plain` unless
+    `model_name` says otherwise)."""
+    from .models import EMBEDDED_BASE, EMBEDDED_NUDGER, load_model
+
+    if plain is not None:
+        if base is not None or nudger is not None or gamma is not None:
+            raise ConfigError("plain serves one model: don't combine it with base, nudger or gamma")
+        model, tokenizer = load_model(plain, device_map=device_map, dtype=dtype)
+        app = create_plain_app(model, tokenizer, model_name or plain, max_queue=max_queue)
+    else:
+        config = NudgingConfig() if gamma is None else NudgingConfig(gamma=gamma)
+        pair = Nudger.from_pretrained(base or EMBEDDED_BASE, nudger or EMBEDDED_NUDGER, device_map=device_map, dtype=dtype)
+        app = create_app(pair, config=config, model_name=model_name or "nudging", max_queue=max_queue)
+    run_server(app, host, port, log_level=log_level)
+
+
+def run_server(app: FastAPI, host: str = "127.0.0.1", port: int = 8000, *, log_level: str = "info") -> None:
+    """Serve `app` with uvicorn until interrupted (port 0: a free port, printed in the log)."""
+    import uvicorn
+
+    uvicorn.run(app, host=host, port=port, log_level=log_level)
+
+
+@contextmanager
+def serve_in_thread(app: FastAPI, host: str = "127.0.0.1", port: int = 0, timeout: float = 30.0) -> Iterator[str]:
+    """Run `app` with uvicorn on a background thread (port 0: a free one) and yield its base URL,
+    e.g. "http://127.0.0.1:41234/v1"; the server shuts down when the block ends. For tests and notebooks."""
+    import uvicorn
+
+    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="on"))
+    thread = threading.Thread(target=server.run, name="nudging-server", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + timeout
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError(f"the server did not start on {host}:{port}")
+        time.sleep(0.02)
+    bound = server.servers[0].sockets[0].getsockname()[1]
+    try:
+        yield f"http://{host}:{bound}/v1"
+    finally:
+        server.should_exit = True
+        thread.join(timeout)

@@ -1,0 +1,170 @@
+"""The server's engine worker: one thread fed by a bounded queue of jobs.
+
+The engine is compute bound and fastest one forward at a time, so HTTP handlers never run it: they
+submit a `Job` and await its events, and one thread serves jobs in arrival order. The worker hands
+`run_batch` every job waiting (up to `max_batch`) at once, so a batched engine can serve them
+together by passing another `run_batch`; today's runners serve them one after another.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import queue
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+log = logging.getLogger("nudging.server")
+
+
+class QueueFull(Exception):
+    """Every queue slot is taken: the client should retry later (HTTP 503)."""
+
+
+class Cancelled(Exception):
+    """The job was cancelled (its client left, or the server is shutting down) before it ran."""
+
+
+@dataclass(frozen=True)
+class Done:
+    """The last item of a job: what the runner returned."""
+
+    result: Any
+
+
+class Job:
+    """One request's trip through the worker: a payload in, items out, and a cancel flag.
+
+    The worker thread calls `emit`/`finish`/`fail`; the event loop awaits `next()`. Setting `cancel`
+    (on client disconnect) stops the engine at its next step, or skips the job if it has not started.
+    """
+
+    def __init__(self, payload: Any, loop: asyncio.AbstractEventLoop) -> None:
+        self.payload = payload
+        self.cancel = threading.Event()
+        self.finished = False
+        self.failed = False
+        self._loop = loop
+        self._items: asyncio.Queue[Any] = asyncio.Queue()
+
+    # -- worker side -----------------------------------------------------------------------
+    def emit(self, item: Any) -> None:
+        self._put(item)
+
+    def finish(self, result: Any) -> None:
+        self.finished = True
+        self._put(Done(result))
+
+    def fail(self, exc: BaseException) -> None:
+        self.finished = self.failed = True
+        self._put(exc)
+
+    def _put(self, item: Any) -> None:
+        try:
+            self._loop.call_soon_threadsafe(self._items.put_nowait, item)
+        except RuntimeError:  # the event loop is closed: nobody is listening any more
+            self.cancel.set()
+
+    # -- event-loop side -------------------------------------------------------------------
+    async def next(self) -> Any:
+        """The next emitted item or a `Done`; raises the exception the job failed with."""
+        item = await self._items.get()
+        if isinstance(item, BaseException):
+            raise item
+        return item
+
+
+class Worker:
+    """Serves jobs on one thread; at most `max_queue` jobs wait, more are refused with `QueueFull`."""
+
+    def __init__(self, run_batch: Callable[[list[Job]], None], *, max_queue: int = 16, max_batch: int = 1) -> None:
+        if max_queue < 1 or max_batch < 1:
+            raise ValueError("max_queue and max_batch must be >= 1")
+        self._run_batch = run_batch
+        self._queue: queue.Queue[Job | None] = queue.Queue(maxsize=max_queue)
+        self._max_batch = max_batch
+        self._running: list[Job] = []
+        self._thread: threading.Thread | None = None
+        self._closed = False
+        self.counts = {"served": 0, "cancelled": 0, "failed": 0}
+
+    def submit(self, payload: Any, loop: asyncio.AbstractEventLoop) -> Job:
+        if self._closed:
+            raise QueueFull("the server is shutting down")
+        job = Job(payload, loop)
+        try:
+            self._queue.put_nowait(job)
+        except queue.Full:
+            raise QueueFull(f"the server is busy: {self._queue.maxsize} requests are already waiting") from None
+        return job
+
+    def status(self) -> dict[str, int]:
+        return {"queued": self._queue.qsize(), "running": len(self._running), **self.counts}
+
+    def start(self) -> None:
+        self._closed = False
+        self._thread = threading.Thread(target=self._serve, name="nudging-engine", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Refuse new jobs, cancel waiting and running ones, and wait for the thread to end."""
+        self._closed = True
+        while True:
+            try:
+                job = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if job is not None:
+                job.fail(Cancelled("the server is shutting down"))
+        for job in list(self._running):
+            job.cancel.set()
+        if self._thread is not None:
+            self._queue.put(None)
+            self._thread.join(timeout)
+            self._thread = None
+
+    def _serve(self) -> None:
+        while True:
+            job = self._queue.get()
+            if job is None:
+                return
+            batch = [job]
+            while len(batch) < self._max_batch:
+                try:
+                    more = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if more is None:
+                    self._queue.put(None)  # keep the stop signal for the outer loop
+                    break
+                batch.append(more)
+            live = []
+            for j in batch:
+                if j.cancel.is_set():
+                    j.fail(Cancelled("cancelled before it started"))
+                    self.counts["cancelled"] += 1
+                else:
+                    live.append(j)
+            if live:
+                self._run(live)
+
+    def _run(self, jobs: list[Job]) -> None:
+        self._running = jobs
+        try:
+            self._run_batch(jobs)
+        except Exception as exc:  # a runner bug must not kill the worker: fail its jobs, keep serving
+            log.exception("engine worker failed")
+            for j in jobs:
+                if not j.finished:
+                    j.fail(exc)
+        finally:
+            for j in jobs:
+                if j.cancel.is_set():
+                    self.counts["cancelled"] += 1
+                else:
+                    if not j.finished:
+                        j.fail(RuntimeError("the runner returned without finishing the job"))
+                    self.counts["failed" if j.failed else "served"] += 1
+            self._running = []  # last: once `running` reads 0, the counts are final

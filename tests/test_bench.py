@@ -1,0 +1,21 @@
+"""The speed benchmark runs end to end (smoke: tiny pair, no timing asserted)."""
+
+from __future__ import annotations
+
+import json
+
+from nudging import NudgingConfig, bench
+
+
+def test_bench_smoke(pair, tmp_path):
+    report = bench.run(pair, prompts=bench.PROMPTS[:2], config=NudgingConfig(gamma=0.5, max_new_tokens=12), warmup=1)
+    assert len(report.pairs) == 2
+    for p in report.pairs:
+        assert p.tokens >= 1 and p.base_only_tps > 0 and p.nudged_tps > 0
+        assert p.ratio == p.nudged_tps / p.base_only_tps
+        assert 0 <= p.nudge_share <= 1 and p.base_forwards_per_token > 0
+    summary = report.summary()
+    assert summary["median_ratio"] > 0 and summary["peak_memory_mb"] > 0
+    json_path, _ = bench.write([report], tmp_path)
+    data = json.loads(json_path.read_text())
+    assert data[0]["summary"]["gamma"] == 0.5 and len(data[0]["pairs"]) == 2

@@ -1,0 +1,140 @@
+"""The server's engine worker: bounded queue, arrival order, cancellation, surviving runner errors.
+
+The runner here is a function of the test that blocks on an event, so queue states are exact.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+
+import pytest
+
+from nudging.server_worker import Cancelled, Done, Job, QueueFull, Worker
+
+
+def gated_runner(gate: threading.Event, started: list[str]):
+    def run(jobs: list[Job]) -> None:
+        for job in jobs:
+            started.append(job.payload)
+            job.emit(f"{job.payload}:start")
+            assert gate.wait(30)
+            if job.payload == "boom":
+                raise RuntimeError("runner bug")
+            job.finish(job.payload.upper())
+
+    return run
+
+
+async def idle(worker: Worker) -> dict[str, int]:
+    """The worker's status once it has finished its current jobs (its counts are then final)."""
+    for _ in range(600):
+        if worker.status()["running"] == 0:
+            return worker.status()
+        await asyncio.sleep(0.05)
+    raise AssertionError("the worker stayed busy")
+
+
+async def drain(job: Job) -> list:
+    items = []
+    while not isinstance(item := await asyncio.wait_for(job.next(), 30), Done):
+        items.append(item)
+    return [*items, item.result]
+
+
+def test_queue_bound_order_and_cancel_before_start():
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        gate, started = threading.Event(), []
+        worker = Worker(gated_runner(gate, started), max_queue=2)
+        worker.start()
+        try:
+            a = worker.submit("a", loop)
+            assert await asyncio.wait_for(a.next(), 30) == "a:start"  # a is running
+            b, c = worker.submit("b", loop), worker.submit("c", loop)
+            assert worker.status()["queued"] == 2 and worker.status()["running"] == 1
+            with pytest.raises(QueueFull):
+                worker.submit("d", loop)
+            b.cancel.set()  # its client left while it waited
+            gate.set()
+            assert await drain(a) == ["A"]
+            with pytest.raises(Cancelled):
+                await asyncio.wait_for(b.next(), 30)
+            assert await drain(c) == ["c:start", "C"]
+            assert started == ["a", "c"]
+            assert await idle(worker) == {"queued": 0, "running": 0, "served": 2, "cancelled": 1, "failed": 0}
+        finally:
+            worker.stop()
+
+    asyncio.run(main())
+
+
+def test_a_runner_error_fails_its_job_and_the_worker_goes_on():
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        gate, started = threading.Event(), []
+        gate.set()
+        worker = Worker(gated_runner(gate, started), max_queue=4)
+        worker.start()
+        try:
+            bad = worker.submit("boom", loop)
+            assert await asyncio.wait_for(bad.next(), 30) == "boom:start"
+            with pytest.raises(RuntimeError, match="runner bug"):
+                await asyncio.wait_for(bad.next(), 30)
+            assert await drain(worker.submit("ok", loop)) == ["ok:start", "OK"]
+            counts = await idle(worker)
+            assert counts["failed"] == 1 and counts["served"] == 1
+        finally:
+            worker.stop()
+
+    asyncio.run(main())
+
+
+def test_stop_cancels_running_and_waiting_jobs_and_refuses_new_ones():
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        gate, started = threading.Event(), []
+        worker = Worker(gated_runner(gate, started), max_queue=4)
+        worker.start()
+        running = worker.submit("a", loop)
+        assert await asyncio.wait_for(running.next(), 30) == "a:start"
+        waiting = worker.submit("b", loop)
+        stopper = threading.Thread(target=worker.stop)
+        stopper.start()
+        with pytest.raises(Cancelled, match="shutting down"):
+            await asyncio.wait_for(waiting.next(), 30)
+        assert await asyncio.to_thread(running.cancel.wait, 30)
+        gate.set()
+        stopper.join(30)
+        assert not stopper.is_alive()
+        with pytest.raises(QueueFull, match="shutting down"):
+            worker.submit("c", loop)
+
+    asyncio.run(main())
+
+
+def test_batches_hand_every_waiting_job_to_the_runner():
+    """The seam for a batched engine: with max_batch > 1 the runner gets all jobs waiting at once."""
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        release, batches = threading.Event(), []
+
+        def run(jobs: list[Job]) -> None:
+            batches.append([j.payload for j in jobs])
+            assert release.wait(30)
+            for j in jobs:
+                j.finish(j.payload)
+
+        worker = Worker(run, max_queue=8, max_batch=3)
+        first = worker.submit(0, loop)
+        rest = [worker.submit(i, loop) for i in range(1, 5)]  # queued before the thread starts
+        worker.start()
+        release.set()
+        try:
+            assert [await drain(j) for j in [first, *rest]] == [[i] for i in range(5)]
+            assert batches == [[0, 1, 2], [3, 4]]
+        finally:
+            worker.stop()
+
+    asyncio.run(main())
