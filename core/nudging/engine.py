@@ -16,6 +16,7 @@ from typing import Any, Sequence
 
 import torch
 
+from .backends import Backend
 from .backends.local import LocalModel
 from .config import NudgingConfig
 from .errors import InputError
@@ -68,18 +69,24 @@ class Stream:
         self.close()
 
 
+def build_prompts(base: Backend, nudger: Backend, prompt: Prompt, config: NudgingConfig) -> tuple[dict[str, str], tuple[list[int], list[int]]]:
+    """Each side's prompt text and ids: the nudger's chat template, the base's plain template."""
+    messages = to_messages(prompt, config.system)
+    texts = {
+        "base": plain_prompt(messages, config.base_template),
+        "nudger": chat_prompt(nudger.tokenizer, messages, config.base_template),
+    }
+    base_ids = base.tokenizer.encode(texts["base"])  # plain text: the tokenizer's default specials (BOS)
+    nudger_ids = nudger.tokenizer.encode(texts["nudger"], add_special_tokens=False)  # chat templates carry their own BOS
+    return texts, (base_ids, nudger_ids)
+
+
 class Run:
     """One generation: both views, the transcript, the counters. Yields events, then the Result."""
 
-    def __init__(self, base: LocalModel, nudger: LocalModel, policy: NudgingPolicy, prompt: Prompt, config: NudgingConfig, cancel: threading.Event | None) -> None:
+    def __init__(self, base: Backend, nudger: Backend, policy: NudgingPolicy, prompt: Prompt, config: NudgingConfig, cancel: threading.Event | None) -> None:
         self.base, self.nudger, self.policy, self.cfg, self.cancel = base, nudger, policy, config, cancel
-        messages = to_messages(prompt, config.system)
-        self.prompts = {
-            "base": plain_prompt(messages, config.base_template),
-            "nudger": chat_prompt(nudger.tokenizer, messages, config.base_template),
-        }
-        base_ids = base.tokenizer.encode(self.prompts["base"])  # plain text: the tokenizer's default specials (BOS)
-        nudger_ids = nudger.tokenizer.encode(self.prompts["nudger"], add_special_tokens=False)  # chat templates carry their own BOS
+        self.prompts, (base_ids, nudger_ids) = build_prompts(base, nudger, prompt, config)
         for lm, ids, side in ((base, base_ids, "base"), (nudger, nudger_ids, "nudger")):
             if lm.context_window and len(ids) >= lm.context_window:
                 raise InputError(
@@ -324,6 +331,11 @@ class Nudger:
         cfg = self._config(config, overrides)
         policy = self.policy if self.policy is not None else TopProbPolicy(cfg.gamma)
         return Run(self.base, self.nudger, policy, prompt, cfg, cancel)
+
+    def prompt_ids(self, prompt: Prompt, config: NudgingConfig | None = None) -> dict[str, list[int]]:
+        """The ids each model is conditioned on for `prompt` (what usage and context limits count)."""
+        _, (base_ids, nudger_ids) = build_prompts(self.base, self.nudger, prompt, config or self.config)
+        return {"base": base_ids, "nudger": nudger_ids}
 
     def generate(self, prompt: Prompt, config: NudgingConfig | None = None, *, cancel: threading.Event | None = None, **overrides: Any) -> Result:
         """Nudged answer to a prompt (a string or chat messages). Keyword overrides: any NudgingConfig field."""

@@ -24,7 +24,6 @@ from starlette.concurrency import run_in_threadpool
 from .config import NudgingConfig
 from .engine import Nudger, Prompt
 from .errors import ConfigError, InputError
-from .prompts import plain_prompt, to_messages
 from .results import Result, StreamEvent
 from .server_http import APIError, Submission, base_app, check_model, check_single_choice, new_id, now, read_request, sse
 from .server_plain import create_plain_app
@@ -107,7 +106,7 @@ def _config(nudger: Nudger, defaults: NudgingConfig, req: RequestBase, prompt: P
     try:
         cfg = defaults.merged(**overrides)
         # the base's prompt ids, as the engine builds them: usage and context limits count base-view ids
-        n_prompt = len(nudger.base.tokenizer.encode(plain_prompt(to_messages(prompt, cfg.system), cfg.base_template)))
+        n_prompt = len(nudger.prompt_ids(prompt, cfg)["base"])
     except ConfigError as exc:
         raise APIError(400, str(exc), param=_PARAMS.get(str(exc).split()[0]), code="invalid_value") from None
     except InputError as exc:
