@@ -1,0 +1,287 @@
+"""The `nudging` command line: `generate` one answer, `chat` in a loop.
+
+Each command is a small function on `app`; options shared between commands are the `*Opt` aliases
+below, settings are validated by `build_config` before any model is loaded, and `load_nudger` is the
+one place that loads models (tests replace it with a tiny pair). A new command (serve, eval, bench)
+is another `@app.command()` function that reuses these and imports its heavy module inside itself.
+User errors (bad values, empty prompt, missing model) exit with code 2 and a one-line message.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, NoReturn
+
+import typer
+from rich.console import Console
+from rich.text import Text
+
+from .config import NudgingConfig
+from .engine import Nudger, Prompt
+from .errors import ConfigError, NudgingError
+from .models import EMBEDDED_BASE, EMBEDDED_NUDGER, convert_gguf, embedded_paths
+from .render import legend, summary, to_text
+from .results import Result
+
+app = typer.Typer(
+    name="nudging",
+    help="A base model writes; a small chat model nudges it where it is uncertain (NUDGING, ACL 2025).",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_show_locals=False,
+)
+
+# -- options shared by commands ----------------------------------------------------------------------
+DEFAULTS = NudgingConfig()  # option defaults come from the library's, so --help shows the real ones
+GammaOpt = Annotated[
+    float,
+    typer.Option("--gamma", "-g", help="Nudge when the base's top-1 probability is below gamma. 0: base only; >1: nudger only."),
+]
+MaxNewTokensOpt = Annotated[int, typer.Option("--max-new-tokens", "-n", help="Answer budget, in base-model tokens.")]
+TemperatureOpt = Annotated[float, typer.Option("--temperature", "-t", help="Sampling temperature; 0 is greedy.")]
+TopPOpt = Annotated[float, typer.Option("--top-p", help="Nucleus sampling threshold, in (0, 1].")]
+SeedOpt = Annotated[int | None, typer.Option("--seed", help="Seed for sampling; the same seed gives the same answer.")]
+StopOpt = Annotated[list[str] | None, typer.Option("--stop", help="Stop string (repeatable); it is cut from the answer.")]
+SystemOpt = Annotated[str | None, typer.Option("--system", help="System text for both models.")]
+BaseOpt = Annotated[str, typer.Option("--base", help="Base model: HF id, local folder, .gguf file or embedded:base.")]
+NudgerOpt = Annotated[str, typer.Option("--nudger", help="Nudger (chat) model: HF id, local folder, .gguf file or embedded:nudger.")]
+DeviceOpt = Annotated[str | None, typer.Option("--device", help="cpu, cuda, cuda:1 or auto (accelerate); unset: cuda if available, else cpu.")]
+StreamOpt = Annotated[bool, typer.Option("--stream/--no-stream", help="Print the answer as it is written.")]
+BaseOnlyOpt = Annotated[bool, typer.Option("--base-only", help="Let the base model write everything (gamma 0, overrides --gamma), to compare.")]
+
+
+def fail(message: str) -> NoReturn:
+    """A user error: one red line on stderr, exit code 2 (like a bad option), no traceback."""
+    Console(stderr=True).print(Text.assemble(("Error: ", "bold red"), message), soft_wrap=True)
+    raise typer.Exit(2)
+
+
+def build_config(
+    *,
+    gamma: float,
+    max_new_tokens: int,
+    temperature: float,
+    top_p: float,
+    seed: int | None,
+    stop: list[str] | None,
+    system: str | None,
+    base_only: bool = False,
+) -> NudgingConfig:
+    """The generation settings from command-line values, checked before any model is loaded."""
+    try:
+        return NudgingConfig(
+            gamma=0.0 if base_only else gamma,
+            max_new_tokens=max_new_tokens,
+            temperature=temperature,
+            top_p=top_p,
+            seed=seed,
+            stop=tuple(stop or ()),
+            system=system,
+        )
+    except ConfigError as exc:
+        raise typer.BadParameter(str(exc)) from None
+
+
+def load_pair(base: str, nudger: str, device: str | None = None, *, console: Console | None = None) -> Nudger:
+    """Load the model pair with a spinner; raises ModelLoadError for a missing model or package.
+
+    GGUF files (and the embedded pair) are converted before the spinner starts: the first
+    conversion of a file takes ~1 min and reports its own progress, which a spinner would garble.
+    """
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # the spinner says it; per-file bars would interleave with it
+    specs = [_converted(spec) for spec in (base, nudger)]
+    with (console or Console(stderr=True)).status(f"Loading {base} (base) and {nudger} (nudger)…"):
+        return Nudger.from_pretrained(*specs, device_map=device)
+
+
+def _converted(spec: str) -> str:
+    """The cached HF folder for a GGUF spec (converting it on first use); other specs unchanged."""
+    if spec in (EMBEDDED_BASE, EMBEDDED_NUDGER):
+        return str(convert_gguf(embedded_paths()[spec == EMBEDDED_NUDGER]))
+    if spec.lower().endswith(".gguf"):
+        return str(convert_gguf(spec))
+    return spec
+
+
+def load_nudger(base: str, nudger: str, device: str | None) -> Nudger:
+    """The commands' model loader (tests replace it): `load_pair`, with load errors as user errors."""
+    try:
+        return load_pair(base, nudger, device)
+    except NudgingError as exc:
+        fail(str(exc))
+
+
+def answer(model: Nudger, prompt: Prompt, config: NudgingConfig, *, stream: bool, out: Console) -> Result:
+    """Generate and print one answer with the nudger's words coloured; returns the Result."""
+    try:
+        if not stream:
+            result = model.generate(prompt, config)
+            out.print(to_text(result), soft_wrap=True)
+            return result
+        with model.stream(prompt, config) as events:
+            for event in events:
+                out.print(to_text([event]), end="", soft_wrap=True)
+        out.print()
+        assert events.result is not None
+        return events.result
+    except NudgingError as exc:  # e.g. a prompt longer than a model's context window
+        fail(str(exc))
+
+
+# -- commands ------------------------------------------------------------------------------------------
+@app.command()
+def generate(
+    prompt: Annotated[str, typer.Argument(help="The question or instruction.")],
+    gamma: GammaOpt = DEFAULTS.gamma,
+    max_new_tokens: MaxNewTokensOpt = DEFAULTS.max_new_tokens,
+    temperature: TemperatureOpt = DEFAULTS.temperature,
+    top_p: TopPOpt = DEFAULTS.top_p,
+    seed: SeedOpt = None,
+    stop: StopOpt = None,
+    system: SystemOpt = None,
+    base: BaseOpt = EMBEDDED_BASE,
+    nudger: NudgerOpt = EMBEDDED_NUDGER,
+    device: DeviceOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the Result as JSON (text, spans, stats, prompts) and nothing else.")] = False,
+    stream: StreamOpt = True,
+    base_only: BaseOnlyOpt = False,
+) -> None:
+    """Answer one prompt; the nudger's words are coloured, followed by a line of stats."""
+    if not prompt.strip():
+        raise typer.BadParameter("the prompt is empty", param_hint="PROMPT")
+    config = build_config(gamma=gamma, max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, seed=seed, stop=stop, system=system, base_only=base_only)
+    model = load_nudger(base, nudger, device)
+    if as_json:
+        try:
+            result = model.generate(prompt, config)
+        except NudgingError as exc:
+            fail(str(exc))
+        typer.echo(json.dumps(result.to_dict(), ensure_ascii=False, indent=2))
+        return
+    out = Console()
+    result = answer(model, prompt, config, stream=stream, out=out)
+    out.print(Text.assemble((summary(result.stats), "dim"), "   ", legend()), soft_wrap=True)
+
+
+@app.command()
+def chat(
+    gamma: GammaOpt = DEFAULTS.gamma,
+    max_new_tokens: MaxNewTokensOpt = DEFAULTS.max_new_tokens,
+    temperature: TemperatureOpt = DEFAULTS.temperature,
+    top_p: TopPOpt = DEFAULTS.top_p,
+    seed: SeedOpt = None,
+    stop: StopOpt = None,
+    system: SystemOpt = None,
+    base: BaseOpt = EMBEDDED_BASE,
+    nudger: NudgerOpt = EMBEDDED_NUDGER,
+    device: DeviceOpt = None,
+    stream: StreamOpt = True,
+    base_only: BaseOnlyOpt = False,
+) -> None:
+    """Multi-turn chat on stdin: each answer sees the whole conversation. /reset forgets it, /exit quits."""
+    config = build_config(gamma=gamma, max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, seed=seed, stop=stop, system=system, base_only=base_only)
+    model = load_nudger(base, nudger, device)
+    out = Console()
+    out.print(Text.assemble(legend(), " · /reset clears the conversation, /exit quits"))
+    history: list[dict[str, str]] = []
+    while True:
+        try:
+            line = out.input(Text("you> ", style="bold green")).strip()
+        except EOFError:
+            break
+        if not line:
+            continue
+        if line in ("/exit", "/quit"):
+            break
+        if line == "/reset":
+            history.clear()
+            out.print("(conversation cleared)", style="dim")
+            continue
+        if line.startswith("/"):
+            out.print(f"unknown command {line}: use /reset or /exit", style="yellow")
+            continue
+        history.append({"role": "user", "content": line})
+        try:
+            result = answer(model, history, config, stream=stream, out=out)
+        except KeyboardInterrupt:  # stop this answer, keep the chat
+            history.pop()
+            out.print("\n(interrupted)", style="dim")
+            continue
+        except typer.Exit:  # the error was printed; drop the turn that caused it
+            history.pop()
+            continue
+        history.append({"role": "assistant", "content": result.text})
+        out.print(summary(result.stats), style="dim", soft_wrap=True)
+
+
+@app.command()
+def serve(
+    base: BaseOpt = EMBEDDED_BASE,
+    nudger: NudgerOpt = EMBEDDED_NUDGER,
+    gamma: GammaOpt = DEFAULTS.gamma,
+    host: Annotated[str, typer.Option("--host", help="Address to listen on; 0.0.0.0 listens on every interface.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", "-p", help="TCP port; 0 picks a free one (printed at start).")] = 8000,
+    model_name: Annotated[str | None, typer.Option("--model-name", help="The model id clients send and /v1/models lists (default: nudging, or the --plain spec).")] = None,
+    max_queue: Annotated[int, typer.Option("--max-queue", min=1, help="Requests that may wait for the engine; more get 503 with Retry-After.")] = 16,
+    plain: Annotated[str | None, typer.Option("--plain", help="Serve this one model instead, not nudged, with vLLM-style logprobs (a remote base for a nudger). --base/--nudger/--gamma are then ignored.")] = None,
+    device: DeviceOpt = None,
+) -> None:
+    """Serve over an OpenAI-compatible HTTP API: /v1/chat/completions and /v1/completions (streaming), /v1/models, /health."""
+    from .server import create_app, create_plain_app, run_server
+
+    if plain is not None:
+        from .models import load_model
+
+        try:
+            model, tokenizer = load_model(_converted(plain), device_map=device)
+        except NudgingError as exc:
+            fail(str(exc))
+        application = create_plain_app(model, tokenizer, model_name or plain, max_queue=max_queue)
+    else:
+        config = build_config(gamma=gamma, max_new_tokens=DEFAULTS.max_new_tokens, temperature=DEFAULTS.temperature, top_p=DEFAULTS.top_p, seed=None, stop=None, system=None)
+        application = create_app(load_nudger(base, nudger, device), config=config, model_name=model_name or "nudging", max_queue=max_queue)
+    run_server(application, host, port)
+
+
+@app.command()
+def bench(
+    base: BaseOpt = EMBEDDED_BASE,
+    nudger: NudgerOpt = EMBEDDED_NUDGER,
+    gamma: Annotated[list[float] | None, typer.Option("--gamma", "-g", help="Threshold(s) to measure (repeatable).")] = None,
+    max_new_tokens: MaxNewTokensOpt = 64,
+    prompts: Annotated[int, typer.Option("--prompts", min=1, help="How many of the fixed benchmark prompts to run.")] = 8,
+    warmup: Annotated[int, typer.Option("--warmup", min=0, help="Untimed runs first.")] = 1,
+    out_dir: Annotated[str, typer.Option("--out", help="Folder for bench.json and bench.png.")] = "benchmarks/results",
+    device: DeviceOpt = None,
+) -> None:
+    """Nudged tokens/s against the base model's own greedy generate, same prompts and lengths, interleaved."""
+    from pathlib import Path
+
+    from rich.table import Table
+
+    from . import bench as bench_mod
+
+    gammas = gamma or [DEFAULTS.gamma]
+    configs = [build_config(gamma=g, max_new_tokens=max_new_tokens, temperature=0.0, top_p=1.0, seed=None, stop=None, system=None) for g in gammas]
+    model = load_nudger(base, nudger, device)
+    out = Console()
+    reports = []
+    for cfg in configs:
+        with out.status(f"γ={cfg.gamma}: timing {prompts} prompts…"):
+            reports.append(bench_mod.run(model, prompts=bench_mod.PROMPTS[:prompts], config=cfg, warmup=warmup, label=f"{base} + {nudger}"))
+    table = Table(title=f"nudged vs base-only greedy generate ({reports[0].device}, {reports[0].machine})")
+    for col in ("γ", "base tok/s", "nudged tok/s", "ratio (median)", "nudge share", "base fwd/tok", "nudger fwd/tok", "time base/nudger/other s", "peak MB"):
+        table.add_column(col, justify="right")
+    for r in reports:
+        s = r.summary()
+        split = s["time_split"]
+        table.add_row(
+            f"{r.gamma}", f"{s['base_only_tps']:.1f}", f"{s['nudged_tps']:.1f}", f"×{s['median_ratio']:.2f}", f"{s['nudge_share']:.0%}",
+            f"{s['base_forwards_per_token']:.2f}", f"{s['nudger_forwards_per_token']:.2f}",
+            f"{split['base']:.1f}/{split['nudger']:.1f}/{split['overhead']:.1f}", f"{s['peak_memory_mb']:.0f}",
+        )
+    out.print(table)
+    json_path, png_path = bench_mod.write(reports, Path(out_dir))
+    out.print(f"wrote {json_path}" + (f" and {png_path}" if png_path else " (install matplotlib for the chart)"))

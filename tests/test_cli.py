@@ -1,0 +1,188 @@
+"""The `nudging` CLI and the provenance renderers, on a tiny cross-family pair (no real model loads)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from tiny_models import tiny_pair
+from typer.testing import CliRunner
+
+from nudging import Nudger, Span
+from nudging import cli
+from nudging.render import summary, to_html, to_text
+
+runner = CliRunner()
+OPTS = ["--gamma", "0.5", "--max-new-tokens", "12"]
+
+
+@pytest.fixture(scope="module")
+def tiny() -> Nudger:
+    return Nudger(*tiny_pair("cross"))
+
+
+@pytest.fixture
+def loads(monkeypatch, tiny):
+    """Replace model loading with the tiny pair; records the (base, nudger, device) asked for."""
+    calls = []
+
+    def fake(base, nudger, device):
+        calls.append((base, nudger, device))
+        return tiny
+
+    monkeypatch.setattr(cli, "load_nudger", fake)
+    return calls
+
+
+def run(*args, input=None):
+    return runner.invoke(cli.app, list(args), input=input)
+
+
+def stats_head(res) -> str:
+    """The part of the stats line that does not depend on timing."""
+    return summary(res.stats).split(" · ")[0] + f" · nudged {res.stats.nudge_share:.0%} of tokens"
+
+
+def test_generate_prints_answer_and_stats(tiny, loads):
+    expected = tiny.generate("Tell me a story.", gamma=0.5, max_new_tokens=12)
+    assert {s.source for s in expected.spans} == {"base", "nudger"}, "the tiny pair should mix sources at gamma 0.5"
+    for stream_flag in ("--no-stream", "--stream"):
+        out = run("generate", "Tell me a story.", *OPTS, stream_flag)
+        assert out.exit_code == 0, out.output
+        assert to_text(expected).plain in out.stdout
+        assert stats_head(expected) in out.stdout
+        assert f"stop: {expected.stats.stop_reason}" in out.stdout
+    assert loads == [("embedded:base", "embedded:nudger", None)] * 2
+
+
+def test_generate_passes_model_options(loads):
+    out = run("generate", "Hi", "-n", "3", "--base", "some/base", "--nudger", "./chat-model", "--device", "cpu")
+    assert out.exit_code == 0, out.output
+    assert loads == [("some/base", "./chat-model", "cpu")]
+
+
+def test_generate_json_is_the_result(tiny, loads):
+    out = run("generate", "Tell me a story.", *OPTS, "--json", "--stop", "zzz-never")
+    assert out.exit_code == 0, out.output
+    data = json.loads(out.stdout)  # nothing but JSON on stdout
+    assert "".join(s["text"] for s in data["spans"]) == data["text"]
+    expected = tiny.generate("Tell me a story.", gamma=0.5, max_new_tokens=12)
+    assert data["text"] == expected.text
+    assert data["spans"] == [{"text": s.text, "source": s.source} for s in expected.spans]
+    assert data["stats"]["output_tokens"] == expected.stats.output_tokens
+    assert set(data["prompts"]) == {"base", "nudger"}
+
+
+def test_base_only_means_gamma_zero(tiny, loads):
+    out = run("generate", "Tell me a story.", "-n", "8", "--base-only", "--gamma", "0.9", "--json")
+    assert out.exit_code == 0, out.output
+    data = json.loads(out.stdout)
+    assert data["text"] == tiny.generate("Tell me a story.", gamma=0, max_new_tokens=8).text
+    assert data["stats"]["nudger_tokens"] == 0
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["generate", "Hi", "--gamma", "-0.1"], "gamma must be a number >= 0"),
+        (["generate", "Hi", "--gamma", "nan"], "gamma must be a number >= 0"),
+        (["generate", "Hi", "--top-p", "0"], "top_p must be in (0, 1]"),
+        (["generate", "Hi", "--max-new-tokens", "0"], "max_new_tokens must be an integer >= 1"),
+        (["generate", "   "], "the prompt is empty"),
+        (["chat", "--temperature", "-1"], "temperature must be"),
+    ],
+)
+def test_bad_values_exit_2_before_loading(loads, args, message):
+    out = run(*args)
+    assert out.exit_code == 2
+    assert message in " ".join(out.output.split())  # the usage box may wrap long messages
+    assert "Traceback" not in out.output
+    assert loads == []
+
+
+def test_missing_model_path_exits_2_with_the_path(tmp_path):
+    missing = tmp_path / "no-such-model"
+    out = run("generate", "Hi", "--base", str(missing))
+    assert out.exit_code == 2
+    assert "does not exist" in out.stderr and "no-such-model" in out.stderr
+    assert out.stdout == "" and "Traceback" not in out.output
+
+
+def test_prompt_too_long_exits_2(tiny, loads):
+    window = tiny.base.context_window
+    out = run("generate", "word " * (window + 10), "-n", "2")
+    assert out.exit_code == 2
+    assert "context window" in out.stderr and "Traceback" not in out.output
+
+
+def test_chat_keeps_history_and_resets(tiny, loads, monkeypatch):
+    seen = []
+    real_stream = tiny.stream
+
+    def spy(prompt, config=None, **kw):
+        seen.append([dict(m) for m in prompt])
+        return real_stream(prompt, config, **kw)
+
+    monkeypatch.setattr(tiny, "stream", spy)
+    out = run("chat", "--gamma", "0.5", "-n", "6", "--system", "Be brief.", input="Hello\n\nTell me more\n/oops\n/reset\nAgain\n/exit\nnever read\n")
+    assert out.exit_code == 0, out.output
+    assert len(seen) == 3
+    first = tiny.generate([{"role": "user", "content": "Hello"}], gamma=0.5, max_new_tokens=6, system="Be brief.")
+    assert seen[0] == [{"role": "user", "content": "Hello"}]
+    assert seen[1] == [
+        {"role": "user", "content": "Hello"},
+        {"role": "assistant", "content": first.text},
+        {"role": "user", "content": "Tell me more"},
+    ]
+    assert seen[2] == [{"role": "user", "content": "Again"}]
+    assert "unknown command /oops" in out.stdout
+    assert out.stdout.count("stop: ") == 3
+
+
+def test_chat_ends_at_end_of_input(loads):
+    out = run("chat", "-n", "2", input="Hi\n")
+    assert out.exit_code == 0, out.output
+    assert out.stdout.count("stop: ") == 1
+
+
+def test_render_html_and_text():
+    spans = [Span("a < b ", "base"), Span("& so", "nudger"), Span(" on", "base")]
+    html = to_html(spans, css=False)
+    assert html == '<div class="nudging">a &lt; b <span class="nudger">&amp; so</span> on</div>'
+    assert to_html(spans).startswith("<style>")
+    text = to_text(spans)
+    assert text.plain == "a < b & so on"
+    assert [text.plain[s.start : s.end] for s in text.spans if s.style] == ["& so"]
+
+
+def test_readme_quickstart_is_the_example_file():
+    """The README's quickstart is examples/quickstart.py verbatim (tests/test_real_pair.py runs that file)."""
+    root = Path(__file__).resolve().parents[1]
+    readme = (root / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## Quickstart", 1)[1]
+    code = section.split("```python\n", 1)[1].split("```", 1)[0]
+    assert code == (root / "examples" / "quickstart.py").read_text(encoding="utf-8")
+
+
+def test_bench_command_writes_json(loads, tmp_path):
+    result = run("bench", "--gamma", "0.5", "--gamma", "1.5", "--max-new-tokens", "8", "--prompts", "2", "--warmup", "0", "--out", str(tmp_path))
+    assert result.exit_code == 0, result.output
+    data = json.loads((tmp_path / "bench.json").read_text())
+    assert [r["gamma"] for r in data] == [0.5, 1.5]
+    assert all(len(r["pairs"]) == 2 and r["summary"]["median_ratio"] > 0 for r in data)
+    assert "ratio" in result.output
+
+
+def test_serve_command_builds_the_app(loads, monkeypatch):
+    served = {}
+    monkeypatch.setattr("nudging.server.run_server", lambda app, host, port: served.update(app=app, host=host, port=port))
+    result = run("serve", "--port", "8123", "--gamma", "0.3", "--model-name", "mine")
+    assert result.exit_code == 0, result.output
+    assert served["host"] == "127.0.0.1" and served["port"] == 8123
+    assert any(getattr(r, "path", "") == "/v1/chat/completions" for r in served["app"].routes)
+
+
+def test_serve_rejects_bad_gamma(loads):
+    result = run("serve", "--gamma", "-1")
+    assert result.exit_code == 2 and "gamma" in result.output

@@ -1,0 +1,65 @@
+"""End to end on the embedded real pair (gemma-3-270m base, SmolLM2-135M-Instruct nudger).
+
+Why nudging exists, in one test: the base model alone does not know when a chat answer ends,
+the nudged one does. Plus the two user-facing scripts, so `make demo` and the README quickstart
+cannot silently rot. Each real generation costs seconds on two CPU cores: keep these few and short.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import io
+import runpy
+from pathlib import Path
+
+import pytest
+from rich.console import Console
+
+from nudging import Nudger
+
+pytestmark = pytest.mark.real
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+FRANCE = [{"role": "user", "content": "What is the capital of France?"}]
+BUDGET = 48
+
+
+@pytest.fixture(scope="module")
+def real(real_pair) -> Nudger:
+    return Nudger(*real_pair)
+
+
+def test_nudged_answer_ends_where_the_base_alone_rambles_on(real):
+    nudged = real.generate(FRANCE, gamma=0.4, max_new_tokens=BUDGET)
+    assert nudged.stats.stop_reason == "eos", nudged.text
+    assert nudged.stats.output_tokens < BUDGET
+    assert 0 < nudged.stats.nudge_share < 1
+    assert {s.source for s in nudged.spans} == {"base", "nudger"}
+    assert "Paris" in nudged.text
+
+    alone = real.generate(FRANCE, gamma=0.0, max_new_tokens=BUDGET)
+    assert alone.stats.stop_reason == "length", alone.text  # never stops by itself within the budget
+    assert alone.stats.output_tokens == BUDGET
+    assert alone.stats.nudger_tokens == 0 and {s.source for s in alone.spans} == {"base"}
+
+
+def test_demo_runs_and_shows_both_sides(real):
+    spec = importlib.util.spec_from_file_location("demo", EXAMPLES / "demo.py")
+    demo = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(demo)
+    out = io.StringIO()
+    question = "How many legs does a spider have?"
+    [(alone, nudged)] = demo.main([question], nudger=real, max_new_tokens=32, console=Console(file=out, width=140))
+    shown = out.getvalue()
+    assert question in shown and "Base model alone (gamma = 0)" in shown and "Nudged (gamma = 0.4)" in shown
+    assert alone.stats.stop_reason == "length" and nudged.stats.stop_reason == "eos"
+    assert "Answers that ended by themselves: base alone 0/1, nudged 1/1." in shown
+    assert f"The nudger wrote {nudged.stats.nudge_share:.0%} of the nudged tokens" in shown
+
+
+def test_quickstart_runs_as_written(real, monkeypatch, capsys):
+    monkeypatch.setattr(Nudger, "default", classmethod(lambda cls, **kw: real))  # the pair is already loaded
+    runpy.run_path(str(EXAMPLES / "quickstart.py"), run_name="__main__")
+    printed = capsys.readouterr().out
+    assert "Paris" in printed and "('nudger', " in printed and "stop: eos" in printed
+    assert "8" in printed.splitlines()[-1]  # the streamed spider answer
