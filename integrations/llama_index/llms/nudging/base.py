@@ -1,0 +1,267 @@
+"""NudgingLLM: a LlamaIndex LLM whose answers a base model writes and a small chat model nudges.
+
+Chat messages go to the engine as role/content dicts, so each model gets its own prompt format
+(the nudger its chat template, the base its plain question/answer text) instead of LlamaIndex's
+generic "role: content" rendering. Async methods run the engine in a worker thread so the event
+loop keeps running; cancelling the awaiting task stops generation at the engine's next step.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import AsyncIterator, Iterator, Sequence
+from dataclasses import fields
+from typing import Any, TypeVar
+
+from llama_index.core.base.llms.types import (
+    ChatMessage,
+    ChatResponse,
+    ChatResponseAsyncGen,
+    ChatResponseGen,
+    CompletionResponse,
+    CompletionResponseAsyncGen,
+    CompletionResponseGen,
+    LLMMetadata,
+    MessageRole,
+)
+from llama_index.core.bridge.pydantic import Field, PrivateAttr
+from llama_index.core.constants import DEFAULT_CONTEXT_WINDOW
+from llama_index.core.llms.callbacks import llm_chat_callback, llm_completion_callback
+from llama_index.core.llms.custom import CustomLLM
+
+from nudging import Nudger, NudgingConfig, Result, Stream, StreamEvent
+
+Prompt = str | list[dict[str, str]]
+T = TypeVar("T")
+
+# LlamaIndex roles -> the engine's four roles
+_ROLES = {
+    MessageRole.SYSTEM: "system",
+    MessageRole.DEVELOPER: "system",
+    MessageRole.USER: "user",
+    MessageRole.ASSISTANT: "assistant",
+    MessageRole.CHATBOT: "assistant",
+    MessageRole.MODEL: "assistant",
+    MessageRole.TOOL: "tool",
+    MessageRole.FUNCTION: "tool",
+}
+_CONFIG_FIELDS = frozenset(f.name for f in fields(NudgingConfig))
+
+
+def to_engine_messages(messages: Sequence[ChatMessage]) -> list[dict[str, str]]:
+    """LlamaIndex ChatMessages as the engine's role/content dicts (text blocks only)."""
+    return [{"role": _ROLES[MessageRole(m.role)], "content": m.content or ""} for m in messages]
+
+
+def _extras(result: Result) -> dict[str, Any]:
+    return {
+        "spans": [{"text": s.text, "source": s.source} for s in result.spans],
+        "stats": result.stats.to_dict(),
+        "prompts": dict(result.prompts),
+    }
+
+
+class NudgingLLM(CustomLLM):
+    """A LlamaIndex LLM backed by a `nudging.Nudger` (base model + small aligned nudger).
+
+    Per-call keyword arguments may set any `NudgingConfig` field (gamma, max_new_tokens, temperature,
+    seed, ...); `stop` strings are added to the constructor's. Responses carry the provenance
+    (`spans`), the engine's `stats` and the exact `prompts` in `additional_kwargs`.
+    """
+
+    gamma: float | None = Field(default=None, description="Nudge when the base's top-1 probability is below this (None: the Nudger's default).")
+    max_new_tokens: int | None = Field(default=None, description="Answer budget in base-model tokens (None: the Nudger's default).", gt=0)
+    temperature: float | None = Field(default=None, description="Sampling temperature; 0 is greedy (None: the Nudger's default).", ge=0)
+    stop: list[str] = Field(default_factory=list, description="Stop strings applied to every call, e.g. ['Observation:'] for ReAct.")
+    generate_kwargs: dict[str, Any] = Field(default_factory=dict, description="Other NudgingConfig overrides for every call.")
+
+    _nudger: Nudger = PrivateAttr()
+
+    def __init__(self, nudger: Nudger, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._nudger = nudger
+        self._config(self.generate_kwargs)  # bad settings fail here, not at the first call
+
+    @classmethod
+    def from_pretrained(cls, base: Any, nudger: Any, *, device_map: Any = None, dtype: Any = "auto", config: NudgingConfig | None = None, **kwargs: Any) -> NudgingLLM:
+        """Load both models (HF ids, local dirs, .gguf files, "embedded:base"/"embedded:nudger")."""
+        return cls(Nudger.from_pretrained(base=base, nudger=nudger, device_map=device_map, dtype=dtype, config=config), **kwargs)
+
+    @classmethod
+    def default(cls, **kwargs: Any) -> NudgingLLM:
+        """The embedded offline pair: gemma-3-270m nudged by SmolLM2-135M-Instruct."""
+        return cls(Nudger.default(), **kwargs)
+
+    @classmethod
+    def class_name(cls) -> str:
+        return "NudgingLLM"
+
+    @property
+    def nudger(self) -> Nudger:
+        return self._nudger
+
+    @property
+    def metadata(self) -> LLMMetadata:
+        # A prompt must fit both models: the smaller window is the real limit.
+        windows = [w for w in (self._nudger.base.context_window, self._nudger.nudger.context_window) if w]
+        return LLMMetadata(
+            context_window=min(windows, default=DEFAULT_CONTEXT_WINDOW),
+            num_output=self.max_new_tokens or self._nudger.config.max_new_tokens,
+            model_name=f"nudging:{self._nudger.base.name}+{self._nudger.nudger.name}",
+            is_chat_model=True,
+        )
+
+    # -- engine plumbing ------------------------------------------------------------------
+    def _config(self, kwargs: dict[str, Any]) -> NudgingConfig:
+        """The Nudger's config with this LLM's settings and a call's keyword overrides applied.
+
+        Keywords that are not NudgingConfig fields (LlamaIndex passes its own, e.g. `formatted`)
+        are ignored.
+        """
+        fixed = {"gamma": self.gamma, "max_new_tokens": self.max_new_tokens, "temperature": self.temperature}
+        overrides = {**self.generate_kwargs, **{k: v for k, v in fixed.items() if v is not None}}
+        overrides.update({k: v for k, v in kwargs.items() if k in _CONFIG_FIELDS and k != "stop"})
+        stop = [*self._nudger.config.stop, *self.stop, *_as_list(kwargs.get("stop"))]
+        overrides["stop"] = tuple(dict.fromkeys(stop))
+        if self.system_prompt is not None and overrides.get("system") is None:
+            overrides["system"] = self.system_prompt
+        return self._nudger.config.merged(**overrides)
+
+    def _prompt(self, prompt: str, formatted: bool) -> str:
+        return prompt if formatted else self.completion_to_prompt(prompt)
+
+    def _events(self, prompt: Prompt, kwargs: dict[str, Any]) -> Iterator[StreamEvent | Result]:
+        """Stream events, then the Result. Bad input or settings raise here, at call time; closing the
+        iterator early cancels the engine's run."""
+        return _drain(self._nudger.stream(prompt, self._config(kwargs)))
+
+    def _aevents(self, prompt: Prompt, kwargs: dict[str, Any]) -> AsyncIterator[StreamEvent | Result]:
+        """`_events` run in a worker thread; leaving early (break, error, task cancelled) cancels the run."""
+        cancel = threading.Event()
+        return _in_thread(_drain(self._nudger.stream(prompt, self._config(kwargs), cancel=cancel)), cancel)
+
+    # -- completion -------------------------------------------------------------------------
+    @llm_completion_callback()
+    def complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponse:
+        return _response(self._nudger.generate(self._prompt(prompt, formatted), self._config(kwargs)))
+
+    @llm_completion_callback()
+    def stream_complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponseGen:
+        return _chunks(self._events(self._prompt(prompt, formatted), kwargs))
+
+    @llm_completion_callback()
+    async def acomplete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponse:
+        return _response(await _last(self._aevents(self._prompt(prompt, formatted), kwargs)))
+
+    @llm_completion_callback()
+    async def astream_complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponseAsyncGen:
+        return _achunks(self._aevents(self._prompt(prompt, formatted), kwargs))
+
+    # -- chat -------------------------------------------------------------------------------
+    @llm_chat_callback()
+    def chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponse:
+        return _chat(_response(self._nudger.generate(to_engine_messages(messages), self._config(kwargs))))
+
+    @llm_chat_callback()
+    def stream_chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponseGen:
+        return (_chat(c) for c in _chunks(self._events(to_engine_messages(messages), kwargs)))
+
+    @llm_chat_callback()
+    async def achat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponse:
+        return _chat(_response(await _last(self._aevents(to_engine_messages(messages), kwargs))))
+
+    @llm_chat_callback()
+    async def astream_chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponseAsyncGen:
+        chunks = _achunks(self._aevents(to_engine_messages(messages), kwargs))
+
+        async def gen() -> ChatResponseAsyncGen:
+            async for c in chunks:
+                yield _chat(c)
+
+        return gen()
+
+
+# -- iteration ----------------------------------------------------------------------------------
+def _drain(stream: Stream) -> Iterator[StreamEvent | Result]:
+    with stream:
+        yield from stream
+    assert stream.result is not None
+    yield stream.result
+
+
+async def _in_thread(items: Iterator[T], cancel: threading.Event) -> AsyncIterator[T]:
+    """Iterate `items` in a worker thread so the event loop keeps running. Leaving the loop early sets
+    `cancel` (which the engine checks at every step) and waits for the worker to finish."""
+    loop = asyncio.get_running_loop()
+    queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
+
+    def work() -> None:
+        try:
+            for item in items:
+                loop.call_soon_threadsafe(queue.put_nowait, ("item", item))
+            message: tuple[str, Any] = ("done", None)
+        except BaseException as exc:  # handed to the consumer, re-raised there
+            message = ("error", exc)
+        loop.call_soon_threadsafe(queue.put_nowait, message)
+
+    worker = loop.run_in_executor(None, work)
+    try:
+        while True:
+            kind, value = await queue.get()
+            if kind == "done":
+                return
+            if kind == "error":
+                raise value
+            yield value
+    finally:
+        cancel.set()
+        await asyncio.shield(worker)  # caches are freed before the caller goes on
+
+
+# -- responses ----------------------------------------------------------------------------------
+def _as_list(stop: str | Sequence[str] | None) -> list[str]:
+    if stop is None:
+        return []
+    return [stop] if isinstance(stop, str) else list(stop)
+
+
+def _response(res: Result, delta: str | None = None) -> CompletionResponse:
+    return CompletionResponse(text=res.text, delta=delta, raw=res.to_dict(), additional_kwargs=_extras(res))
+
+
+def _chunk(text: str, item: StreamEvent | Result) -> CompletionResponse:
+    """One streamed chunk: cumulative text and a delta with its source (also as `raw`, which agents
+    pass on in their stream events); the last chunk (empty delta) carries the spans and stats."""
+    if isinstance(item, Result):
+        return _response(item, delta="")
+    return CompletionResponse(text=text, delta=item.text, raw={"text": item.text, "source": item.source}, additional_kwargs={"source": item.source})
+
+
+def _chunks(items: Iterator[StreamEvent | Result]) -> CompletionResponseGen:
+    text = ""
+    for item in items:
+        text += "" if isinstance(item, Result) else item.text
+        yield _chunk(text, item)
+
+
+async def _achunks(items: AsyncIterator[StreamEvent | Result]) -> CompletionResponseAsyncGen:
+    text = ""
+    async for item in items:
+        text += "" if isinstance(item, Result) else item.text
+        yield _chunk(text, item)
+
+
+async def _last(items: AsyncIterator[StreamEvent | Result]) -> Result:
+    """The Result at the end of an event stream (consumed to the end, so the worker is joined)."""
+    item = None
+    async for item in items:
+        pass
+    assert isinstance(item, Result)
+    return item
+
+
+def _chat(c: CompletionResponse) -> ChatResponse:
+    """The chat form of a completion; spans and stats stay on the response, not the message (which
+    agents keep in memory)."""
+    return ChatResponse(message=ChatMessage(role=MessageRole.ASSISTANT, content=c.text), delta=c.delta, raw=c.raw, additional_kwargs=c.additional_kwargs)
