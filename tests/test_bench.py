@@ -19,3 +19,10 @@ def test_bench_smoke(pair, tmp_path):
     json_path, _ = bench.write([report], tmp_path)
     data = json.loads(json_path.read_text())
     assert data[0]["summary"]["gamma"] == 0.5 and len(data[0]["pairs"]) == 2
+
+
+def test_random_pair_runs(tokenizers):
+    _, smol = tokenizers
+    nudger = bench.random_pair("tiny", "tiny", smol, device="cpu")
+    res = nudger.generate("Hello", gamma=0.5, max_new_tokens=8)
+    assert res.stats.output_tokens >= 1 and res.text == "".join(s.text for s in res.spans)

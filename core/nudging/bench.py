@@ -181,3 +181,43 @@ def write(reports: list[BenchReport], out_dir: Path) -> tuple[Path, Path | None]
     fig.savefig(png_path, dpi=120)
     plt.close(fig)
     return json_path, png_path
+
+
+# Llama-shaped random models of real sizes, for speed work where real weights cannot travel (e.g. a
+# GPU machine without the hub). hidden, intermediate, layers, heads, kv heads.
+SHAPES = {
+    "8b": (4096, 14336, 32, 32, 8),
+    "3b": (3072, 8192, 28, 24, 8),
+    "1b": (2048, 8192, 16, 32, 8),
+    "tiny": (64, 128, 2, 4, 2),
+}
+
+
+def random_pair(base_shape: str, nudger_shape: str, tokenizer: Any, *, device: str | torch.device | None = None, dtype: torch.dtype | None = None, head_scale: float = 30.0) -> Nudger:
+    """Base and nudger with random weights of the given shapes, sharing `tokenizer` (a chat one).
+
+    The output layer is scaled so top-1 probabilities spread over (0, 1); sweep gamma to set the
+    nudge share. Outputs are gibberish: only the speed means anything.
+    """
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from .models import default_device
+
+    device = torch.device(device) if device is not None else default_device()
+    dtype = dtype or (torch.bfloat16 if device.type == "cuda" else torch.float32)
+
+    def build(shape: str, seed: int) -> Any:
+        hidden, inter, layers, heads, kv = SHAPES[shape]
+        torch.manual_seed(seed)
+        config = LlamaConfig(
+            vocab_size=len(tokenizer), hidden_size=hidden, intermediate_size=inter, num_hidden_layers=layers,
+            num_attention_heads=heads, num_key_value_heads=kv, max_position_embeddings=4096, tie_word_embeddings=False,
+            bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
+        )
+        with torch.device(device):
+            model = LlamaForCausalLM(config).to(dtype)
+        with torch.no_grad():
+            model.lm_head.weight.mul_(head_scale)
+        return model.eval()
+
+    return Nudger(build(base_shape, 1), tokenizer, build(nudger_shape, 2), tokenizer)

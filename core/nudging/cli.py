@@ -255,6 +255,8 @@ def bench(
     warmup: Annotated[int, typer.Option("--warmup", min=0, help="Untimed runs first.")] = 1,
     out_dir: Annotated[str, typer.Option("--out", help="Folder for bench.json and bench.png.")] = "benchmarks/results",
     device: DeviceOpt = None,
+    random_pair: Annotated[str | None, typer.Option("--random-pair", help="Random-weight Llama shapes BASE,NUDGER instead of real models, e.g. 8b,1b (speed only).")] = None,
+    tokenizer: Annotated[str, typer.Option("--tokenizer", help="Tokenizer for --random-pair (a chat tokenizer: HF id, folder or embedded:nudger).")] = EMBEDDED_NUDGER,
 ) -> None:
     """Nudged tokens/s against the base model's own greedy generate, same prompts and lengths, interleaved."""
     from pathlib import Path
@@ -265,7 +267,19 @@ def bench(
 
     gammas = gamma or [DEFAULTS.gamma]
     configs = [build_config(gamma=g, max_new_tokens=max_new_tokens, temperature=0.0, top_p=1.0, seed=None, stop=None, system=None) for g in gammas]
-    model = load_nudger(base, nudger, device)
+    if random_pair:
+        from .models import load_tokenizer
+
+        shapes = random_pair.split(",")
+        if len(shapes) != 2 or not all(x in bench_mod.SHAPES for x in shapes):
+            raise typer.BadParameter(f"expected BASE,NUDGER from {sorted(bench_mod.SHAPES)}, got {random_pair!r}", param_hint="--random-pair")
+        try:
+            model = bench_mod.random_pair(*shapes, load_tokenizer(_converted(tokenizer)), device=device)
+        except NudgingError as exc:
+            fail(str(exc))
+        base, nudger = shapes
+    else:
+        model = load_nudger(base, nudger, device)
     out = Console()
     reports = []
     for cfg in configs:
