@@ -8,6 +8,7 @@ sliding mask, which the model builds from positions, so results match the model'
 from __future__ import annotations
 
 import inspect
+import re
 import time
 from typing import Any
 
@@ -52,7 +53,11 @@ class LocalModel:
 
     @property
     def name(self) -> str:
-        return str(getattr(self.model, "name_or_path", "") or type(self.model).__name__)
+        """The model's id or folder name; a converted GGUF's cache folder reads as the GGUF file's stem."""
+        path = str(getattr(self.model, "name_or_path", "") or type(self.model).__name__)
+        leaf = path.rstrip("/").rsplit("/", 1)[-1]
+        converted = re.fullmatch(r"(.+)-[0-9a-f]{16}-tf[\d.]+-v\d+", leaf)
+        return converted.group(1) if converted else path
 
     def session(self) -> KVSession:
         return KVSession(self)

@@ -1,0 +1,117 @@
+"""ChatNudging: the nudged pair as a LangChain chat model."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator, Sequence
+from typing import Any
+
+from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
+from langchain_core.language_models import BaseChatModel
+from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, ChatMessage, HumanMessage, SystemMessage, ToolMessage
+from langchain_core.messages.ai import UsageMetadata
+from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
+
+from nudging import Result
+
+from ._common import NudgingParams, agenerate, astream, result_metadata
+
+_ROLES: dict[type[BaseMessage], str] = {SystemMessage: "system", HumanMessage: "user", AIMessage: "assistant", ToolMessage: "tool"}
+
+
+def _text(message: BaseMessage) -> str:
+    """A message's text; non-text content (images, audio, files) is refused rather than dropped."""
+    if isinstance(message.content, str):
+        return message.content
+    parts = []
+    for block in message.content:
+        if isinstance(block, str):
+            parts.append(block)
+        elif block.get("type") == "text":
+            parts.append(block["text"])
+        else:
+            raise ValueError(f"ChatNudging takes text only; got a {block.get('type')!r} content block")
+    return "".join(parts)
+
+
+def to_engine_messages(messages: Sequence[BaseMessage]) -> list[dict[str, str]]:
+    """LangChain messages as the engine's role/content dicts (it renders both models' templates)."""
+    out = []
+    for m in messages:
+        role = m.role if isinstance(m, ChatMessage) else next((r for t, r in _ROLES.items() if isinstance(m, t)), None)
+        if role is None:
+            raise ValueError(f"ChatNudging cannot render a {type(m).__name__}")
+        out.append({"role": role, "content": _text(m)})
+    return out
+
+
+def _usage(result: Result) -> UsageMetadata:
+    s = result.stats
+    return UsageMetadata(input_tokens=s.prompt_tokens, output_tokens=s.output_tokens, total_tokens=s.prompt_tokens + s.output_tokens)
+
+
+class ChatNudging(NudgingParams, BaseChatModel):
+    """Chat with a base model that writes most of the answer, nudged by a small chat model where it is uncertain.
+
+    System/human/AI/tool messages become one conversation: the nudger sees it in its chat template,
+    the base in its plain question/answer template (tool results read as user turns). Tool calling
+    is not offered: neither model is asked to emit structured calls, so `bind_tools` and
+    `with_structured_output` keep LangChain's defaults, which raise NotImplementedError. For a
+    text ReAct agent, use NudgingLLM (examples/langchain_react_agent.py).
+
+    `response_metadata` carries `spans` (answer text by source, as dicts), `stats`, `nudge_share`,
+    `finish_reason` and the exact `prompts`. `usage_metadata` counts ids of the base model's view:
+    input tokens are the base prompt's ids (the nudger's prompt is tokenized differently and not
+    counted), output tokens the answer's ids.
+
+    Example:
+        ```python
+        chat = ChatNudging.default(max_tokens=64)
+        chat.invoke([("system", "Be brief."), ("human", "Why is the sky blue?")])
+        ```
+    """
+
+    streaming: bool = False
+    """Whether `invoke` streams internally (so callbacks see every token)."""
+
+    @property
+    def _llm_type(self) -> str:
+        return "nudging-chat"
+
+    @property
+    def _identifying_params(self) -> dict[str, Any]:
+        return self.nudging_params
+
+    def _metadata(self, result: Result) -> dict[str, Any]:
+        return {"model_name": self.model_name, **result_metadata(result)}
+
+    def _message(self, result: Result) -> AIMessage:
+        return AIMessage(content=result.text, usage_metadata=_usage(result), response_metadata=self._metadata(result))
+
+    def _last_chunk(self, result: Result) -> ChatGenerationChunk:
+        # Usage and metadata ride on one closing chunk so that summing chunks counts them once.
+        return ChatGenerationChunk(
+            message=AIMessageChunk(content="", chunk_position="last", usage_metadata=_usage(result), response_metadata=self._metadata(result))
+        )
+
+    def _generate(self, messages: list[BaseMessage], stop: list[str] | None = None, run_manager: CallbackManagerForLLMRun | None = None, **kwargs: Any) -> ChatResult:
+        result = self.nudger.generate(to_engine_messages(messages), **self.engine_overrides(stop, kwargs))
+        return ChatResult(generations=[ChatGeneration(message=self._message(result))])
+
+    async def _agenerate(self, messages: list[BaseMessage], stop: list[str] | None = None, run_manager: AsyncCallbackManagerForLLMRun | None = None, **kwargs: Any) -> ChatResult:
+        result = await agenerate(self.nudger, to_engine_messages(messages), self.engine_overrides(stop, kwargs))
+        return ChatResult(generations=[ChatGeneration(message=self._message(result))])
+
+    # BaseChatModel fires on_llm_new_token for each chunk itself, so these only yield.
+    def _stream(self, messages: list[BaseMessage], stop: list[str] | None = None, run_manager: CallbackManagerForLLMRun | None = None, **kwargs: Any) -> Iterator[ChatGenerationChunk]:
+        with self.nudger.stream(to_engine_messages(messages), **self.engine_overrides(stop, kwargs)) as stream:
+            for event in stream:
+                yield ChatGenerationChunk(message=AIMessageChunk(content=event.text))
+        assert stream.result is not None
+        yield self._last_chunk(stream.result)
+
+    async def _astream(self, messages: list[BaseMessage], stop: list[str] | None = None, run_manager: AsyncCallbackManagerForLLMRun | None = None, **kwargs: Any) -> AsyncIterator[ChatGenerationChunk]:
+        async for item in astream(self.nudger, to_engine_messages(messages), self.engine_overrides(stop, kwargs)):
+            if isinstance(item, Result):
+                yield self._last_chunk(item)
+            else:
+                yield ChatGenerationChunk(message=AIMessageChunk(content=item.text))
