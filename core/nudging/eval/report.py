@@ -1,0 +1,114 @@
+"""Aggregate cached answers into the system × task table (markdown + JSON) and a bar chart."""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from pathlib import Path
+from typing import Any, Iterable
+
+from .tasks import PUNKT_NOTE, get_task
+
+_IFEVAL_COLUMNS = ("prompt_strict", "prompt_loose", "inst_strict", "inst_loose")
+
+
+def aggregate(records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per (task, system): n items, accuracy, IFEval's four accuracies, shares, tokens/s.
+
+    Instruction-level IFEval accuracy is micro-averaged (passed ÷ all instructions), as in IFEval;
+    tokens/s is total output tokens ÷ total seconds.
+    """
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
+    for r in records:
+        groups[(r["task"], r["system"])].append(r)
+    rows = []
+    for (task_name, system), rs in groups.items():
+        n = len(rs)
+        seconds = sum(r["seconds"] for r in rs)
+        row: dict[str, Any] = {
+            "task": task_name,
+            "system": system,
+            "gamma": rs[0]["gamma"],
+            "n": n,
+            "nudge_share": sum(r["nudge_share"] for r in rs) / n,
+            "word_share": sum(r["word_share"] for r in rs) / n,
+            "tokens_per_second": sum(r["output_tokens"] for r in rs) / seconds if seconds else 0.0,
+        }
+        if task_name == "ifeval":
+            total = sum(r["metrics"]["inst_total"] for r in rs)
+            for level in ("strict", "loose"):
+                row[f"prompt_{level}"] = sum(r["metrics"][f"prompt_{level}"] for r in rs) / n
+                row[f"inst_{level}"] = sum(r["metrics"][f"inst_{level}"] for r in rs) / total if total else 0.0
+        primary = get_task(task_name).primary
+        row["accuracy"] = row[primary] if primary in row else sum(r["metrics"][primary] for r in rs) / n
+        rows.append(row)
+    rows.sort(key=lambda r: (r["task"], r["gamma"] > 1, r["gamma"]))
+    return rows
+
+
+def markdown(rows: list[dict[str, Any]], settings: dict[str, Any]) -> str:
+    """The table, its settings and the notes a reader needs to trust it."""
+    head = "| task | system | γ | n | accuracy | IFEval prompt strict / loose | IFEval instr. strict / loose | nudge share | word share | tokens/s |"
+    lines = [head, "|" + "---|" * 10]
+    for r in rows:
+        ifeval = ("{prompt_strict:.3f} / {prompt_loose:.3f}".format(**r), "{inst_strict:.3f} / {inst_loose:.3f}".format(**r)) if r["task"] == "ifeval" else ("", "")
+        lines.append(
+            f"| {r['task']} | {r['system']} | {r['gamma']:g} | {r['n']} | {r['accuracy']:.3f} | {ifeval[0]} | {ifeval[1]} "
+            f"| {r['nudge_share']:.3f} | {r['word_share']:.3f} | {r['tokens_per_second']:.1f} |"
+        )
+    notes = [
+        "",
+        "Settings: " + ", ".join(f"{k}={v}" for k, v in settings.items()) + ".",
+        "Accuracy: IFEval strict prompt-level; GSM8K last number = reference; ARC the option label picked.",
+        "Nudge share: answer tokens (base tokenizer) written by the nudger; word share: words whose first character it wrote.",
+    ]
+    if any(r["task"] == "ifeval" for r in rows):
+        notes.append(PUNKT_NOTE)
+    return "\n".join(lines + notes) + "\n"
+
+
+def bar_chart(rows: list[dict[str, Any]], path: Path) -> Path | None:
+    """Accuracy per task, one bar per system; None when matplotlib is not installed."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    tasks = list(dict.fromkeys(r["task"] for r in rows))
+    systems = list(dict.fromkeys(r["system"] for r in rows))
+    width = 0.8 / len(systems)
+    fig, ax = plt.subplots(figsize=(1.8 + 1.6 * len(tasks), 3.6))
+    for i, system in enumerate(systems):
+        xs, ys, ns = [], [], []
+        for j, task in enumerate(tasks):
+            for r in rows:
+                if r["task"] == task and r["system"] == system:
+                    xs.append(j + i * width)
+                    ys.append(r["accuracy"])
+                    ns.append(r["n"])
+        bars = ax.bar(xs, ys, width, label=system)
+        ax.bar_label(bars, labels=[f"n={n}" for n in ns], fontsize=7)
+    ax.set_xticks([j + width * (len(systems) - 1) / 2 for j in range(len(tasks))], tasks)
+    ax.set_ylabel("accuracy")
+    ax.set_ylim(0, 1)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def write(rows: list[dict[str, Any]], out_dir: Path, settings: dict[str, Any]) -> dict[str, Path]:
+    """table.md, table.json and (with matplotlib) table.png in out_dir."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = {"markdown": out_dir / "table.md", "json": out_dir / "table.json"}
+    paths["markdown"].write_text(markdown(rows, settings), encoding="utf-8")
+    payload = {"settings": settings, "rows": rows, "notes": [PUNKT_NOTE] if any(r["task"] == "ifeval" for r in rows) else []}
+    paths["json"].write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
+    png = bar_chart(rows, out_dir / "table.png")
+    if png:
+        paths["png"] = png
+    return paths

@@ -1,0 +1,118 @@
+"""The evaluation harness: offline data, scorers, the resumable cache, the table, the command.
+
+These check the harness, not the scores: generations come from a tiny random pair.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from nudging import Nudger
+from nudging.eval import run_eval
+from nudging.eval import tasks as T
+from nudging.eval.command import eval_command
+from nudging.eval.runner import read_cache
+from tiny_models import tiny_pair
+
+
+@pytest.fixture(scope="module")
+def tiny() -> Nudger:
+    return Nudger(*tiny_pair("cross"))
+
+
+def test_offline_data_sizes_and_fields():
+    assert len(T.load_ifeval()) == 541
+    assert len(T.load_gsm8k()) == 1319
+    for subset, n in (("arc_easy", 2376), ("arc_challenge", 1172)):
+        items = T.load_arc(subset)
+        assert len(items) == n and len({i.id for i in items}) == n
+        for item in items[:50]:
+            assert item.reference["gold"] in item.reference["labels"]
+            assert not item.prompt.startswith("Question:") and not item.prompt.endswith("Answer:")
+
+
+def test_gsm8k_scoring_takes_the_last_number():
+    item = T.Item("0", "q", {"answer": "1234"})
+    assert T.score_gsm8k(item, "She had 12 eggs, so 1,234 dollars.")["correct"] == 1.0
+    assert T.score_gsm8k(item, "1234 at first, then 12.")["correct"] == 0.0
+    assert T.score_gsm8k(item, "no number")["correct"] == 0.0
+    assert T.last_number("costs -3.50.") == -3.5
+
+
+@pytest.mark.parametrize(
+    ("text", "label"),
+    [
+        ("The answer is (C).", "C"),
+        ("A plant needs light, so the answer: B", "B"),
+        ("A plant needs light.\n(D) is right", "D"),
+        ("Light matters.\nB. Most ecosystems", "B"),
+        ("A plant needs light.", None),
+    ],
+)
+def test_arc_answer_label(text, label):
+    assert T.answer_label(text, ["A", "B", "C", "D"]) == label
+
+
+def test_ifeval_scoring_strict_and_loose(tmp_path):
+    T.ensure_punkt(tmp_path)
+    item = next(i for i in T.load_ifeval() if i.id == "1001")  # "no commas" only
+    assert T.score_ifeval(item, "A trip to Japan in the manner of the Bard")["prompt_strict"] == 1.0
+    failed = T.score_ifeval(item, "Hark, a trip")
+    assert failed["prompt_strict"] == 0.0 and failed["inst_total"] == 1.0
+    # Sentence counting goes through nltk's Punkt splitter: the empty parameter files must make it load.
+    sentences = next(i for i in T.load_ifeval() if "length_constraints:number_sentences" in i.reference["instruction_id_list"])
+    assert set(T.score_ifeval(sentences, "One. Two. Three.")) >= {"prompt_strict", "inst_loose"}
+    # Loose accepts the answer without its first line; strict does not.
+    loose = T.score_ifeval(item, "Sure, here it is:\nA trip to Japan")
+    assert (loose["prompt_strict"], loose["prompt_loose"]) == (0.0, 1.0)
+
+
+def test_limit_run_caches_resumes_and_reports(tiny, tmp_path, monkeypatch):
+    calls = []
+    generate = tiny.generate
+    monkeypatch.setattr(tiny, "generate", lambda *a, **k: calls.append(k["gamma"]) or generate(*a, **k))
+    rows, paths = run_eval(tiny, ["ifeval", "gsm8k"], gammas=[0.5], limit=2, max_new_tokens=6, out_dir=tmp_path, progress=False)
+    assert len(calls) == 2 * 2 * 3 and sorted(set(calls)) == [0.0, 0.5, 2.0]
+    cache = tmp_path / "results.jsonl"
+    records = read_cache(cache)
+    assert len(records) == 12 and {r["system"] for r in records} == {"base", "nudger", "nudged@0.5"}
+    assert {(r["task"], r["system"]): r["n"] for r in rows} == {(t, s): 2 for t in ("ifeval", "gsm8k") for s in ("base", "nudger", "nudged@0.5")}
+    by_system = {r["system"]: r for r in rows if r["task"] == "ifeval"}
+    assert by_system["base"]["nudge_share"] == 0.0 and by_system["nudger"]["nudge_share"] == 1.0
+    assert all(0.0 <= r["accuracy"] <= 1.0 and r["tokens_per_second"] > 0 for r in rows)
+    table = paths["markdown"].read_text()
+    assert "| ifeval | nudged@0.5 | 0.5 | 2 |" in table and "untrained" in table
+    assert json.loads(paths["json"].read_text())["rows"] == rows
+    assert paths["png"].stat().st_size > 0
+
+    # Interrupted run: the last record lost and a half-written line left behind. Only that item reruns.
+    lines = cache.read_text().splitlines()
+    cache.write_text("\n".join(lines[:-1]) + "\n" + lines[-1][:20])
+    calls.clear()
+    rows2, _ = run_eval(tiny, ["ifeval", "gsm8k"], gammas=[0.5], limit=2, max_new_tokens=6, out_dir=tmp_path, progress=False)
+    assert len(calls) == 1
+    summary = lambda rs: [(r["task"], r["system"], r["n"], r["accuracy"], r["nudge_share"]) for r in rs]  # noqa: E731
+    assert summary(rows2) == summary(rows)
+    assert len(read_cache(cache)) == 12
+    # Other settings (a different budget) are separate cache entries, not reused.
+    calls.clear()
+    run_eval(tiny, ["gsm8k"], gammas=[0.5], limit=1, max_new_tokens=5, out_dir=tmp_path, progress=False)
+    assert len(calls) == 3
+
+
+def test_eval_command_with_limit(tiny, tmp_path, monkeypatch):
+    from nudging import cli
+
+    monkeypatch.setattr(cli, "load_nudger", lambda base, nudger, device: tiny)
+    app = typer.Typer()
+    app.command()(eval_command)
+    result = CliRunner().invoke(app, ["--task", "arc_easy", "--limit", "1", "-n", "4", "-g", "0.3", "-g", "0.6", "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert "| arc_easy | nudged@0.6 | 0.6 | 1 |" in result.output
+    assert len(read_cache(tmp_path / "results.jsonl")) == 4
+    bad = CliRunner().invoke(app, ["--task", "mmlu", "--out", str(tmp_path)])
+    assert bad.exit_code == 2 and "unknown task" in bad.output
