@@ -35,10 +35,15 @@ class Sampler:
             scores = scores.masked_fill(scores < kth, float("-inf"))
         probs = torch.softmax(scores, dim=-1)
         if p.top_p < 1.0:
-            sorted_p, order = torch.sort(probs, descending=True)
-            # keep the smallest prefix whose mass reaches top_p (always at least one token)
-            drop = (torch.cumsum(sorted_p, dim=-1) - sorted_p) >= p.top_p
-            sorted_p = sorted_p.masked_fill(drop, 0.0)
-            probs = torch.zeros_like(probs).scatter(0, order, sorted_p)
+            # the smallest set of most likely tokens whose mass reaches top_p (at least one token);
+            # grow a top-k window instead of sorting a 262k vocabulary for every token
+            k = 64
+            while True:
+                top, order = torch.topk(probs, min(k, probs.numel()))
+                if float(top.sum()) >= p.top_p or k >= probs.numel():
+                    break
+                k *= 8
+            keep = (torch.cumsum(top, dim=-1) - top) < p.top_p
+            probs = torch.zeros_like(probs).scatter(0, order[keep], top[keep])
             probs = probs / probs.sum()
         return probs
