@@ -178,10 +178,9 @@ class Run:
         # max_new_tokens counts base-view ids: cut the nudge at the budget
         room = self.budget - self.B.n_answer
         over = m > room
-        if over:
-            m = room
-            accept = next((b_ends[i] for i in range(m - 1, -1, -1) if b_ends[i] is not None), 0)
-            m = next((i + 1 for i in range(m - 1, -1, -1) if b_ends[i] is not None), 0)
+        if over:  # keep the ids that fit and end on a whole character
+            last = next((i for i in range(room - 1, -1, -1) if b_ends[i] is not None), -1)
+            m, accept = last + 1, (b_ends[last] if last >= 0 else 0)
         nudge = draft.text[:accept]
         # nudger keeps its own ids up to the accepted text
         n_keep = max((i + 1 for i, e in enumerate(draft.ends) if e is not None and e <= accept), default=0)
@@ -189,7 +188,8 @@ class Run:
             n_keep = draft.n_ids
         self._last_kept = n_keep
         self.N.truncate(self.N.n_answer - draft.n_ids + n_keep, draft.logits[n_keep] if n_keep < len(draft.logits) else None)
-        self._last_tail = self._tail_agreement(rows, b_ids, m)
+        if self.cfg.adaptive_draft:
+            self._last_tail = self._tail_agreement(rows, b_ids, m)
         if m:
             ahead = b_ids[m:] if (self.cfg.speculation and not over and not eos) else []
             self.B.append_verified(b_ids[:m], b_ends[:m], accept, rows[m - 1], ahead, rows[m : m + len(ahead)])

@@ -52,8 +52,8 @@ def encode_continuation(tokenizer: Any, text: str) -> tuple[list[int], list[int 
     out: list[int] = []
     out_ends: list[int | None] = []
     offset = 0
+    a_ids = _encode(tokenizer, "\n")
     for ch in text:
-        a_ids = _encode(tokenizer, "\n")
         ids = _encode(tokenizer, "\n" + ch)
         piece = ids[len(a_ids) :] if ids[: len(a_ids)] == a_ids else _encode(tokenizer, ch)
         offset += 1

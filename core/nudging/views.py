@@ -93,25 +93,23 @@ class View:
         ids, ends = encode_continuation(self.tok, text)
         self.drop_ahead()
         self.logits = None
-        base = self.text_len
-        self.ids.extend(ids)
-        self.foreign.extend([True] * len(ids))
-        self.ends.extend(None if e is None else base + e for e in ends)
-        self.text_len += len(text)
-        self.decoder.reset(self.ids)
+        self._extend_foreign(ids, ends, len(text))
         return ids
 
     def append_verified(self, ids: list[int], ends: list[int | None], text_len: int, logits: torch.Tensor, ahead: list[int], ahead_logits: torch.Tensor) -> None:
         """Append foreign ids that a forward already ran (a verified nudge), keeping the draft's tail as lookahead."""
+        self._extend_foreign(ids, ends, text_len)
+        self.logits = logits
+        self.ahead_ids = list(ahead)
+        self.ahead_logits = ahead_logits if ahead else None
+
+    def _extend_foreign(self, ids: list[int], ends: list[int | None], text_len: int) -> None:
         base = self.text_len
         self.ids.extend(ids)
         self.foreign.extend([True] * len(ids))
         self.ends.extend(None if e is None else base + e for e in ends)
         self.text_len += text_len
         self.decoder.reset(self.ids)
-        self.logits = logits
-        self.ahead_ids = list(ahead)
-        self.ahead_logits = ahead_logits if ahead else None
 
     def sync(self, text: str) -> None:
         """Catch up with T (lazy: only tokenizes; the forward happens when logits are needed)."""
