@@ -26,3 +26,16 @@ def test_random_pair_runs(tokenizers):
     nudger = bench.random_pair("tiny", "tiny", smol, device="cpu")
     res = nudger.generate("Hello", gamma=0.5, max_new_tokens=8)
     assert res.stats.output_tokens >= 1 and res.text == "".join(s.text for s in res.spans)
+
+
+def test_batch_bench_smoke(pair, tmp_path):
+    from nudging import bench_batch
+
+    report = bench_batch.run(pair, [1, 3], config=NudgingConfig(gamma=0.5, max_new_tokens=10), repeats=1)
+    assert [r["batch"] for r in report["rows"]] == [1, 3]
+    for r in report["rows"]:
+        assert r["base_only_tps"] > 0 and r["nudged_tps"] > 0 and 1 <= r["nudged_tokens"] <= 10 * r["batch"]
+        assert r["ratio"] == r["nudged_tps"] / r["base_only_tps"]
+    assert report["rows"][0]["nudged_vs_batch1"] == 1.0
+    json_path, _ = bench_batch.write(report, tmp_path)
+    assert json.loads(json_path.read_text())["rows"][1]["batch"] == 3

@@ -45,7 +45,8 @@ def _reference(pair, prompt, **overrides):
 
 @contextmanager
 def _counted_forwards(model, delay: float = 0.0):
-    """Count (and optionally slow down) a model's forward calls while the block runs."""
+    """Count (and optionally slow down) a model's forward calls while the block runs (hook the backbone:
+    the engine runs it and the output layer itself, to compute logits only for the rows it needs)."""
     calls = []
 
     def hook(module, args):
@@ -259,7 +260,7 @@ async def test_async_calls_do_not_block_the_loop(pair, kind):
         return [c async for c in model.astream(PROMPTS[0])]
 
     # Each base forward sleeps 20 ms (as a real model computes): a blocked loop could not tick meanwhile.
-    with _counted_forwards(pair.base.model, delay=0.02) as calls:
+    with _counted_forwards(pair.base.model.base_model, delay=0.02) as calls:
         for coro in (model.ainvoke(PROMPTS[0]), consume_stream()):
             ticks, seconds = await _ticks_during(coro)
             assert seconds > 0.1  # the slowed forwards ran
@@ -288,7 +289,7 @@ async def test_cancelling_astream_stops_the_engine(pair, kind):
         async for _ in model.astream(PROMPTS[0]):
             first.set()
 
-    with _counted_forwards(pair.base.model, delay=0.01) as calls:
+    with _counted_forwards(pair.base.model.base_model, delay=0.01) as calls:
         task = asyncio.create_task(consume())
         await asyncio.wait_for(first.wait(), 10)
         task.cancel()
@@ -305,7 +306,7 @@ async def test_cancelling_astream_stops_the_engine(pair, kind):
 @pytest.mark.asyncio
 async def test_cancelling_ainvoke_stops_the_engine(pair):
     chat = ChatNudging(nudger=pair, gamma=0.0, max_tokens=400)
-    with _counted_forwards(pair.base.model, delay=0.01) as calls:
+    with _counted_forwards(pair.base.model.base_model, delay=0.01) as calls:
         task = asyncio.create_task(chat.ainvoke(PROMPTS[0]))
         while len(calls) < 3:
             await asyncio.sleep(0.005)

@@ -111,7 +111,8 @@ def test_async_entry_points_match_engine(llm, pair):
 
 @contextmanager
 def _slow_forwards(delay: float, *models):
-    """Count and slow down the models' forward calls while the block runs."""
+    """Count and slow down the models' forward calls while the block runs (pass the backbones: the
+    engine runs them and the output layer itself)."""
     calls: list[float] = []
 
     def hook(module, args):
@@ -144,7 +145,7 @@ def test_async_does_not_block_event_loop(llm, pair):
         await task
         return res, t0, t1
 
-    with _slow_forwards(0.02, pair.base.model, pair.nudger.model) as calls:
+    with _slow_forwards(0.02, pair.base.model.base_model, pair.nudger.model.base_model) as calls:
         res, t0, t1 = asyncio.run(run())
     assert res.text == _reference(pair, PROMPT).text
     assert len(calls) >= 5
@@ -166,7 +167,7 @@ def test_cancelling_async_call_stops_engine(pair):
         with pytest.raises(asyncio.CancelledError):
             await task
 
-    with _slow_forwards(0.02, pair.base.model) as calls:
+    with _slow_forwards(0.02, pair.base.model.base_model) as calls:
         asyncio.run(run(calls))
         n_after = len(calls)
         time.sleep(0.2)
@@ -183,7 +184,7 @@ def test_closing_async_stream_stops_engine(pair):
         await gen.aclose()
         return first
 
-    with _slow_forwards(0.01, pair.base.model) as calls:
+    with _slow_forwards(0.01, pair.base.model.base_model) as calls:
         first = asyncio.run(run())
         n_after = len(calls)
         time.sleep(0.1)

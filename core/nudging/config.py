@@ -78,8 +78,11 @@ class NudgingConfig:
     repetition_limit: int = 3
     system: str | None = None
     base_template: BaseTemplate = field(default_factory=BaseTemplate)
+    policy: Any = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
+        if self.policy is not None and not callable(getattr(self.policy, "confident", None)):
+            raise ConfigError(f"policy must have a confident(logits, hidden=None) method, got {self.policy!r}")
         if isinstance(self.stop, str):
             object.__setattr__(self, "stop", (self.stop,))
         else:

@@ -19,16 +19,17 @@ import torch
 from .backends import Backend
 from .backends.local import LocalModel
 from .config import NudgingConfig
-from .errors import InputError
+from .errors import ConfigError, InputError
 from .policy import NudgingPolicy, TopProbPolicy
 from .prompts import Messages, chat_prompt, plain_prompt, to_messages
 from .results import Result, Span, Stats, StopReason, StreamEvent, word_share
 from .sampling import Sampler
 from .text_sync import encode_continuation, word_boundaries
 from .transcript import Transcript
-from .views import View
+from .views import Forward, View
 
 Prompt = str | Messages
+Steps = Iterator[Forward | StreamEvent | Result]  # a run's output: forward requests, events, then the Result
 
 
 @dataclass
@@ -81,6 +82,22 @@ def build_prompts(base: Backend, nudger: Backend, prompt: Prompt, config: Nudgin
     return texts, (base_ids, nudger_ids)
 
 
+def drive(steps: Steps) -> Iterator[StreamEvent | Result]:
+    """Serve one run's forward requests as they come; pass its events (and Result) on."""
+    try:
+        item = next(steps)
+        while True:
+            if isinstance(item, Forward):
+                item = steps.send(item.session.forward(item.ids, item.keep))
+            else:
+                yield item
+                item = next(steps)
+    except StopIteration:
+        return
+    finally:
+        steps.close()
+
+
 class Run:
     """One generation: both views, the transcript, the counters. Yields events, then the Result."""
 
@@ -92,7 +109,10 @@ class Run:
                 raise InputError(
                     f"prompt is {len(ids)} tokens for the {side} model, longer than its context window of {lm.context_window}"
                 )
-        self.B = View(base, base_ids)
+        self._hidden = bool(getattr(policy, "needs_hidden", False))
+        if self._hidden and not getattr(base, "has_hidden", False):
+            raise ConfigError(f"{policy!r} reads the base model's hidden states, which {base.name} does not expose (a remote base?)")
+        self.B = View(base, base_ids, hidden=self._hidden)
         self.N = View(nudger, nudger_ids)
         self.T = Transcript(config.stop)
         self.base_sampler = Sampler(config.base_sampling, config.seed)
@@ -112,9 +132,15 @@ class Run:
 
     # -- the loop ---------------------------------------------------------------------------
     def events(self) -> Iterator[StreamEvent | Result]:
+        """Events then the Result, running this run's forwards one at a time."""
+        return drive(self.steps())
+
+    def steps(self) -> Steps:
+        """The run as a coroutine: yields `Forward` requests (send back their logits), StreamEvents
+        and finally the Result. `drive` serves one run; `batching.BatchDecoder` serves many at once."""
         t0 = time.perf_counter()
         try:
-            while not self._step():
+            while not (yield from self._step()):
                 yield from self.T.flush()
             yield from self.T.flush(final=True)
             yield self._result(time.perf_counter() - t0)
@@ -122,15 +148,21 @@ class Run:
             self.B.close()
             self.N.close()
 
-    def _step(self) -> bool:
-        """One base token or one nudge round; True when generation is over."""
+    def _step(self) -> Iterator[Forward]:
+        """One base token or one nudge round; returns True when generation is over."""
         if self.cancel is not None and self.cancel.is_set():
             return self._stop("cancelled")
-        logits = self.B.next_logits()
+        logits = yield from self.B.next_logits()
         first_word = self.cfg.paper_compat and self.rounds == 0 and not self.T.text
-        if self.B.pending or (not first_word and bool(self.policy.confident(logits[None])[0])):
+        if self.B.pending or (not first_word and bool(self._confident(logits[None], [len(self.B.ids) - 1])[0])):
             return self._base_writes(logits)
-        return self._nudge()
+        return (yield from self._nudge())
+
+    def _confident(self, logits: torch.Tensor, positions: list[int]) -> torch.Tensor:
+        """The policy's verdict on base logits rows, which came from these base-view positions."""
+        if self._hidden:
+            return self.policy.confident(logits, self.B.hidden_at(positions))
+        return self.policy.confident(logits)
 
     def _stop(self, reason: StopReason) -> bool:
         self.reason = reason
@@ -147,23 +179,25 @@ class Run:
             return self._stop("length")
         return False
 
-    def _nudge(self) -> bool:
+    def _nudge(self) -> Iterator[Forward]:
         self.rounds += 1
-        draft = self._draft()
+        draft = yield from self._draft()
         if not draft.text:
             if draft.eos:
                 return self._stop("eos")
             # only part of a character in K tokens: let the base write instead of looping
-            return self._base_writes(self.B.next_logits())
+            return self._base_writes((yield from self.B.next_logits()))
         b_ids, b_ends = encode_continuation(self.base.tokenizer, draft.text)
-        rows = self.B.forward_draft(b_ids)
+        rows = yield from self.B.forward_draft(b_ids)
+        at_row = len(self.B.ids)  # rows[i] came from base-view position at_row + i
         bounds = word_boundaries(draft.text, draft.ends, b_ends)
         # base-side index (ids kept) for each candidate end offset
         m_of = {e: i + 1 for i, e in enumerate(b_ends) if e is not None}
         accept, eos = None, False
         if bounds:
-            at = rows[[m_of[c] - 1 for c in bounds]]
-            ok = self.policy.confident(at)
+            idx = [m_of[c] - 1 for c in bounds]
+            at = rows[idx]
+            ok = self._confident(at, [at_row + i for i in idx])
             if self.cfg.paper_compat:
                 ok = ok | self._base_agrees(at, draft.text, bounds)
             hit = torch.nonzero(ok).flatten()
@@ -237,13 +271,13 @@ class Run:
             self._useful = 0.5 * self._useful + 0.5 * (self._last_kept + self._last_tail)
         return max(min(K, 4), min(K, round(1.5 * self._useful) + 2))
 
-    def _draft(self) -> _Draft:
-        """Up to K nudger tokens after T (the nudger first catches up with T in the same forward)."""
+    def _draft(self) -> Iterator[Forward]:
+        """Up to K nudger tokens after T (the nudger first catches up with T in the same forward); returns a _Draft."""
         self.N.sync(self.T.text)
         start_ids, start_len = self.N.n_answer, self.N.text_len
         text, ends, eos, seen = "", [], False, []
         for _ in range(self._draft_len()):
-            seen.append(self.N.next_logits())
+            seen.append((yield from self.N.next_logits()))
             token = self.nudger_sampler.pick(seen[-1])
             if token in self.nudger.eos_ids:
                 eos = True
@@ -329,7 +363,8 @@ class Nudger:
 
     def _run(self, prompt: Prompt, config: NudgingConfig | None, cancel: threading.Event | None, overrides: dict[str, Any]) -> Run:
         cfg = self._config(config, overrides)
-        policy = self.policy if self.policy is not None else TopProbPolicy(cfg.gamma)
+        policy = cfg.policy if cfg.policy is not None else self.policy
+        policy = policy if policy is not None else TopProbPolicy(cfg.gamma)
         return Run(self.base, self.nudger, policy, prompt, cfg, cancel)
 
     def prompt_ids(self, prompt: Prompt, config: NudgingConfig | None = None) -> dict[str, list[int]]:
@@ -349,6 +384,23 @@ class Nudger:
         """Like generate, but yields StreamEvents as text is accepted; `.result` holds the Result at the end."""
         return Stream(self._run(prompt, config, cancel, overrides).events())
 
-    def generate_batch(self, prompts: Sequence[Prompt], config: NudgingConfig | None = None, **overrides: Any) -> list[Result]:
-        """Answers for several prompts (one at a time for now; same outputs as `generate`)."""
-        return [self.generate(p, config, **overrides) for p in prompts]
+    def generate_batch(self, prompts: Sequence[Prompt], config: NudgingConfig | Sequence[NudgingConfig] | None = None, *, cancel: threading.Event | None = None, **overrides: Any) -> list[Result]:
+        """Answers for several prompts, decoded together in shared forwards of each model, each row
+        with its own nudge schedule (and its own config when `config` is a list). Greedy rows give
+        their `generate` output (README "Batching" says what sampled rows promise)."""
+        results: list[Result | None] = [None] * len(prompts)
+        for i, item in self.stream_batch(prompts, config, cancel=cancel, **overrides):
+            if isinstance(item, Result):
+                results[i] = item
+        return results  # type: ignore[return-value]
+
+    def stream_batch(self, prompts: Sequence[Prompt], config: NudgingConfig | Sequence[NudgingConfig] | None = None, *, cancel: threading.Event | None = None, **overrides: Any) -> Iterator[tuple[int, StreamEvent | Result]]:
+        """Decode prompts together; yields (prompt index, StreamEvent) as text is accepted, and
+        (index, Result) when that row ends."""
+        from .batching import decode_all
+
+        configs = list(config) if isinstance(config, Sequence) else [config] * len(prompts)
+        if len(configs) != len(prompts):
+            raise InputError(f"got {len(configs)} configs for {len(prompts)} prompts")
+        runs = [self._run(p, c, cancel, overrides) for p, c in zip(prompts, configs)]  # bad input fails before decoding
+        return decode_all(runs)

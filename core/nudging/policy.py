@@ -1,7 +1,8 @@
 """When to nudge: a small pluggable object that looks at the base's next-token logits.
 
 The engine asks one question, "is the base confident here?", for a batch of positions at once
-(the verification forward scores every word boundary of a draft together).
+(the verification forward scores every word boundary of a draft together). A policy that sets
+`needs_hidden = True` also gets the base's last hidden state at those positions (local bases only).
 """
 
 from __future__ import annotations
@@ -14,8 +15,9 @@ import torch
 
 @runtime_checkable
 class NudgingPolicy(Protocol):
-    def confident(self, logits: torch.Tensor) -> torch.Tensor:
-        """Bool tensor [n]: True where the base may write the next token itself (logits: [n, vocab])."""
+    def confident(self, logits: torch.Tensor, hidden: torch.Tensor | None = None) -> torch.Tensor:
+        """Bool tensor [n]: True where the base may write the next token itself (logits: [n, vocab];
+        hidden: [n, d], the base's final hidden states there, passed only to policies with needs_hidden)."""
         ...
 
 
@@ -25,7 +27,7 @@ class TopProbPolicy:
     def __init__(self, gamma: float) -> None:
         self.gamma = gamma
 
-    def confident(self, logits: torch.Tensor) -> torch.Tensor:
+    def confident(self, logits: torch.Tensor, hidden: torch.Tensor | None = None) -> torch.Tensor:
         logits = logits.float()
         top1 = torch.exp(logits.max(dim=-1).values - torch.logsumexp(logits, dim=-1))
         return top1 >= self.gamma
@@ -42,7 +44,7 @@ class EntropyPolicy:
             raise ValueError(f"max_entropy must be a finite number >= 0, got {max_entropy!r}")
         self.max_entropy = max_entropy
 
-    def confident(self, logits: torch.Tensor) -> torch.Tensor:
+    def confident(self, logits: torch.Tensor, hidden: torch.Tensor | None = None) -> torch.Tensor:
         logp = torch.log_softmax(logits.float(), dim=-1)
         entropy = -(logp.exp() * logp).sum(dim=-1)
         return entropy <= self.max_entropy

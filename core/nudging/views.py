@@ -5,9 +5,15 @@ the logits for the next position once computed. Its own tokens are kept exactly 
 text from the other model is tokenized in context and appended. It may also hold *lookahead*:
 ids already run through the cache beyond T (a verified draft's unused tail), with their logits,
 so a base token that reproduces them costs no forward.
+
+A view never runs its model itself: methods that need a forward are generators that yield a
+`Forward` request and receive the logits, so one driver can serve many views in shared batches.
 """
 
 from __future__ import annotations
+
+from collections.abc import Generator
+from dataclasses import dataclass
 
 import torch
 
@@ -15,11 +21,24 @@ from .backends import Backend, Session
 from .text_sync import IncrementalDecoder, decode, encode_continuation
 
 
+@dataclass
+class Forward:
+    """A request to run `session`'s model over `ids` after its cached positions; the driver sends
+    back the logits [keep, vocab] of the last `keep` positions."""
+
+    session: Session
+    ids: list[int]
+    keep: int
+
+
+Needs = Generator[Forward, torch.Tensor, torch.Tensor]  # yields forward requests, returns logits
+
+
 class View:
-    def __init__(self, lm: Backend, prompt_ids: list[int]) -> None:
+    def __init__(self, lm: Backend, prompt_ids: list[int], hidden: bool = False) -> None:
         self.lm = lm
         self.tok = lm.tokenizer
-        self.kv: Session = lm.session()
+        self.kv: Session = lm.session(hidden=True) if hidden else lm.session()
         self.prompt_ids = list(prompt_ids)
         self.ids: list[int] = list(prompt_ids)
         self.ends: list[int | None] = []  # per answer id: offset in T where it ends (None: mid-character)
@@ -49,13 +68,13 @@ class View:
     def forwards(self) -> int:
         return self.kv.forwards
 
-    def next_logits(self) -> torch.Tensor:
+    def next_logits(self) -> Needs:
         """Logits [vocab] for the position after self.ids, running the model over uncached ids."""
         if self.logits is None:
             self.drop_ahead()
             if self.kv.length == len(self.ids):  # cached, but its logits were not kept: redo the last position
                 self.kv.truncate(len(self.ids) - 1)
-            self.logits = self.kv.forward(self.ids[self.kv.length :], keep=1)[0]
+            self.logits = (yield Forward(self.kv, self.ids[self.kv.length :], 1))[0]
             lookahead = getattr(self.kv, "lookahead", None)  # a remote server's greedy continuation
             if lookahead:
                 self.ahead_ids, self.ahead_logits = lookahead
@@ -116,15 +135,19 @@ class View:
         if len(text) > self.text_len:
             self.append_text(text[self.text_len :])
 
-    def forward_draft(self, ids: list[int]) -> torch.Tensor:
+    def forward_draft(self, ids: list[int]) -> Needs:
         """Run the model over ids appended (tentatively) after self.ids; logits [len(ids), vocab].
 
         Row i predicts the position after ids[i]. The view itself is not changed: commit with
         append_verified, or the positions are dropped on the next truncate/forward.
         """
-        self.next_logits()  # the cache covers self.ids (and maybe stale lookahead) ...
+        yield from self.next_logits()  # the cache covers self.ids (and maybe stale lookahead) ...
         self.drop_ahead()  # ... now exactly self.ids
-        return self.kv.forward(ids, keep=len(ids))
+        return (yield Forward(self.kv, ids, len(ids)))
+
+    def hidden_at(self, positions: list[int]) -> torch.Tensor:
+        """The model's last hidden state [n, d] at cached positions (views built with hidden=True)."""
+        return self.kv.hidden[positions]
 
     def truncate(self, n_answer: int, logits: torch.Tensor | None = None) -> None:
         """Keep only the first n_answer answer ids (rejected draft positions are dropped).

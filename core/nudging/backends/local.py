@@ -1,8 +1,11 @@
-"""A transformers causal LM with a rollback-able KV cache: the local backend of a view.
+"""A transformers causal LM with rollback-able KV caches: the local backend of a view.
 
-The cache is a plain `DynamicCache` (full layers, no sliding-window layers) so that rejected draft
-positions can always be cut off by slicing; sliding-window models still attend through their
-sliding mask, which the model builds from positions, so results match the model's own generate.
+Each sequence keeps its own plain `DynamicCache` (full layers, no sliding-window layers) so that
+rejected draft positions can always be cut off by slicing; sliding-window models still attend
+through their sliding mask, built from positions, so results match the model's own generate.
+Many sequences run in one forward by stacking their caches left-padded, their new ids
+right-padded (each row's real positions stay contiguous, so sliding windows see true distances),
+and splitting the grown cache back per row.
 """
 
 from __future__ import annotations
@@ -10,7 +13,7 @@ from __future__ import annotations
 import inspect
 import re
 import time
-from typing import Any
+from typing import Any, Sequence
 
 import torch
 from transformers import DynamicCache
@@ -28,14 +31,19 @@ def eos_ids(model: Any, tokenizer: Any) -> frozenset[int]:
     return frozenset(ids)
 
 
+def text_config(model: Any) -> Any:
+    return model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
+
+
 def context_window(model: Any) -> int | None:
     """The longest sequence the model was built for, if its config says."""
-    config = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
-    return getattr(config, "max_position_embeddings", None)
+    return getattr(text_config(model), "max_position_embeddings", None)
 
 
 class LocalModel:
     """A loaded model + tokenizer, and what the engine needs to know about them."""
+
+    has_hidden = True  # sessions can keep the last hidden state of every position (learned policies)
 
     def __init__(self, model: Any, tokenizer: Any) -> None:
         self.model = model
@@ -46,6 +54,7 @@ class LocalModel:
         # transformers >= 5.2x renamed past_key_values to cache
         self._cache_kw = "cache" if "cache" in params else "past_key_values"
         self._keep_kw = "logits_to_keep" if "logits_to_keep" in params else None
+        self._split: bool | None = None  # does backbone + output layer reproduce the model's logits?
 
     @property
     def device(self) -> torch.device:
@@ -59,36 +68,135 @@ class LocalModel:
         converted = re.fullmatch(r"(.+)-[0-9a-f]{16}-tf[\d.]+-v\d+", leaf)
         return converted.group(1) if converted else path
 
-    def session(self) -> KVSession:
-        return KVSession(self)
+    def session(self, hidden: bool = False) -> KVSession:
+        return KVSession(self, hidden)
+
+    # -- forwards ---------------------------------------------------------------------------
+    def _head(self, h: torch.Tensor) -> torch.Tensor:
+        """The model's output layer on final hidden states (with Gemma-style logit soft-capping)."""
+        logits = self.model.get_output_embeddings()(h).float()
+        cap = getattr(text_config(self.model), "final_logit_softcapping", None)
+        return torch.tanh(logits / cap) * cap if cap else logits
+
+    def _check_split(self) -> bool:
+        """Computing logits only for the rows a batch needs means running the output layer ourselves;
+        check once, on two ids, that this reproduces the model's own logits (else fall back)."""
+        if self._split is None:
+            x = torch.tensor([[1, 2]], device=self.device)
+            out = self.model(input_ids=x, use_cache=False, output_hidden_states=True)
+            mine = self._head(out.hidden_states[-1])
+            self._split = bool(torch.allclose(mine, out.logits.float(), rtol=1e-3, atol=1e-3))
+        return self._split
+
+    @torch.inference_mode()
+    def forward_batch(self, sessions: Sequence[KVSession], ids: Sequence[list[int]], keeps: Sequence[int]) -> list[torch.Tensor]:
+        """One forward over several sessions, each extended by its own ids; per session, the logits
+        [keep, vocab] (float32) of its last `keep` new positions."""
+        lens = [s.length for s in sessions]
+        counts = [len(i) for i in ids]
+        P, N, B = max(lens), max(counts), len(sessions)
+        dev = self.device
+        x = torch.zeros((B, N), dtype=torch.long)
+        for r, row in enumerate(ids):
+            x[r, : len(row)] = torch.tensor(row, dtype=torch.long)
+        pos = torch.tensor(lens)[:, None] + torch.arange(N)[None, :]
+        kwargs: dict[str, Any] = {"use_cache": True, "position_ids": pos.to(dev)}
+        if B == 1:
+            cache = sessions[0].cache
+        else:
+            cache = _stack([s.cache for s in sessions], lens, P)
+        if any(L != P for L in lens) or any(n != N for n in counts):
+            mask = torch.zeros((B, P + N), dtype=torch.long)
+            for r, (L, n) in enumerate(zip(lens, counts)):
+                mask[r, P - L : P + n] = 1
+            kwargs["attention_mask"] = mask.to(dev)
+        kwargs[self._cache_kw] = cache
+        want_hidden = any(s.keep_hidden for s in sessions)
+        rows = [(r, c) for r, (n, k) in enumerate(zip(counts, keeps)) for c in range(n - k, n)]
+        sel_r = torch.tensor([r for r, _ in rows], device=dev)
+        sel_c = torch.tensor([c for _, c in rows], device=dev)
+        t0 = time.perf_counter()
+        if self._check_split():
+            backbone = self.model.base_model
+            h = backbone(input_ids=x.to(dev), **_cache_kwargs(backbone, kwargs)).last_hidden_state
+            logits = self._head(h[sel_r, sel_c])
+        else:  # logits for every column any row needs, then pick each row's
+            cols = sorted({c for _, c in rows})
+            if self._keep_kw:
+                kwargs[self._keep_kw] = torch.tensor(cols, device=dev)
+            out = self.model(input_ids=x.to(dev), output_hidden_states=want_hidden, **kwargs)
+            col_of = {c: i for i, c in enumerate(cols)} if self._keep_kw else {c: c for c in range(N)}
+            logits = out.logits[sel_r, torch.tensor([col_of[c] for _, c in rows], device=dev)].float()
+            h = out.hidden_states[-1] if want_hidden else None
+        if logits.is_cuda:
+            torch.cuda.synchronize(logits.device)  # the next decision needs these logits anyway
+        share = (time.perf_counter() - t0) / B
+        out_rows = list(torch.split(logits, list(keeps)))
+        for r, (s, L, n) in enumerate(zip(sessions, lens, counts)):
+            if B > 1:
+                s.cache = _row(cache, r, P - L, P + n)
+            if s.keep_hidden:
+                new = h[r, :n].float()
+                s.hidden = new if s.hidden is None else torch.cat([s.hidden[:L], new])
+            s.length = L + n
+            s.forwards += 1
+            s.seconds += share
+        return out_rows
+
+
+def _cache_kwargs(backbone: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
+    """The CausalLM's kwargs as its backbone names them (the cache keyword may differ)."""
+    params = inspect.signature(backbone.forward).parameters
+    out = dict(kwargs)
+    for kw in ("cache", "past_key_values"):
+        if kw in out and kw not in params:
+            other = "past_key_values" if kw == "cache" else "cache"
+            out[other] = out.pop(kw)
+    return out
+
+
+def _stack(caches: Sequence[DynamicCache], lens: Sequence[int], P: int) -> DynamicCache:
+    """Rows' caches as one batch cache, each left-padded with zeros to P positions."""
+    if P == 0:
+        return DynamicCache()
+    ref = next(c.layers for c, L in zip(caches, lens) if L)  # shapes of a row that has positions
+    data = []
+    for i, layer in enumerate(ref):
+        ks, vs = [], []
+        for c, L in zip(caches, lens):
+            k, v = (c.layers[i].keys, c.layers[i].values) if L else (layer.keys[:, :, :0], layer.values[:, :, :0])
+            if L < P:
+                pad = k.new_zeros((*k.shape[:-2], P - L, k.shape[-1]))
+                k, v = torch.cat([pad, k], dim=-2), torch.cat([pad, v], dim=-2)
+            ks.append(k)
+            vs.append(v)
+        data.append((torch.cat(ks), torch.cat(vs)))
+    return DynamicCache(ddp_cache_data=data)
+
+
+def _row(cache: DynamicCache, r: int, start: int, end: int) -> DynamicCache:
+    """Row r's positions [start, end) of a batch cache, copied out as that row's own cache."""
+    row = DynamicCache()
+    for i, layer in enumerate(cache.layers):
+        row.update(layer.keys[r : r + 1, :, start:end], layer.values[r : r + 1, :, start:end], i)
+    return row
 
 
 class KVSession:
     """One sequence's KV cache on a LocalModel: forward new ids, cut back to a length."""
 
-    def __init__(self, lm: LocalModel) -> None:
+    def __init__(self, lm: LocalModel, keep_hidden: bool = False) -> None:
         self.lm = lm
         self.cache: DynamicCache | None = DynamicCache()
         self.length = 0  # positions held in the cache
         self.forwards = 0
         self.seconds = 0.0  # time inside forward (synchronised on CUDA, so the split is honest)
+        self.keep_hidden = keep_hidden
+        self.hidden: torch.Tensor | None = None  # [length, d] last hidden state per position, if kept
 
-    @torch.inference_mode()
     def forward(self, ids: list[int], keep: int = 1) -> torch.Tensor:
         """Run the model over `ids` after the cached positions; logits [keep, vocab] (float32) of the last `keep`."""
-        lm = self.lm
-        x = torch.tensor([ids], dtype=torch.long, device=lm.device)
-        kwargs: dict[str, Any] = {lm._cache_kw: self.cache, "use_cache": True}
-        if lm._keep_kw:
-            kwargs[lm._keep_kw] = keep
-        t0 = time.perf_counter()
-        logits = lm.model(input_ids=x, **kwargs).logits[0, -keep:].float()
-        if logits.is_cuda:
-            torch.cuda.synchronize(logits.device)  # the next decision needs these logits anyway
-        self.seconds += time.perf_counter() - t0
-        self.length += len(ids)
-        self.forwards += 1
-        return logits
+        return self.lm.forward_batch([self], [ids], [keep])[0]
 
     def truncate(self, length: int) -> None:
         """Forget cached positions from `length` on."""
@@ -98,7 +206,10 @@ class KVSession:
             if getattr(layer, "keys", None) is not None and layer.keys.numel():
                 layer.keys = layer.keys[..., :length, :]
                 layer.values = layer.values[..., :length, :]
+        if self.hidden is not None:
+            self.hidden = self.hidden[:length]
         self.length = length
 
     def close(self) -> None:
         self.cache = None
+        self.hidden = None
