@@ -266,7 +266,7 @@ def test_serves_after_all_bad_inputs(http, client, nudger):
 def test_full_queue_gets_503_and_disconnect_cancels(nudger):
     """One long stream runs, one request waits, the next is refused; closing the stream cancels it."""
     long_request = {"prompt": "Tell a long story.", "max_tokens": 1500, "stream": True, "gamma": 0}
-    with serve_in_thread(create_app(nudger, model_name=MODEL, max_queue=1)) as url:
+    with serve_in_thread(create_app(nudger, model_name=MODEL, max_queue=1, max_batch=1)) as url:
         root = url.removesuffix("/v1")
         with httpx.Client(base_url=root, timeout=120) as http:
             waiting: list[httpx.Response] = []
@@ -397,3 +397,33 @@ def test_real_pair_chat_and_stream(real_pair):
         assert res.choices[0].message.content == expected.text
         streamed = "".join(c.choices[0].delta.content or "" for c in client.chat.completions.create(model="nudging", messages=messages, max_tokens=24, stream=True) if c.choices)
         assert streamed == expected.text
+
+
+def test_concurrent_requests_decode_together(nudger):
+    """Continuous batching: requests arriving while others run join the batch; each gets its solo answer."""
+    prompts = [f"Name {i} animals." for i in range(6)]
+    expected = [nudger.generate(p, max_new_tokens=12).text for p in prompts]
+    seen = []
+    real = type(nudger.base).forward_batch
+
+    def counting(self, sessions, ids, keeps):
+        seen.append(len(sessions))
+        return real(self, sessions, ids, keeps)
+
+    with serve_in_thread(create_app(nudger, model_name=MODEL, max_batch=4)) as url:
+        client = openai.AsyncOpenAI(base_url=url, api_key="unused", max_retries=0, timeout=300)
+
+        async def main() -> list[str]:
+            async def one(p: str) -> str:
+                return (await client.completions.create(model=MODEL, prompt=p, max_tokens=12)).choices[0].text
+
+            try:
+                return await asyncio.gather(*(one(p) for p in prompts))
+            finally:
+                await client.close()
+
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(type(nudger.base), "forward_batch", counting)
+            texts = asyncio.run(main())
+    assert texts == expected
+    assert 1 < max(seen) <= 4

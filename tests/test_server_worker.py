@@ -14,7 +14,7 @@ from nudging.server_worker import Cancelled, Done, Job, QueueFull, Worker
 
 
 def gated_runner(gate: threading.Event, started: list[str]):
-    def run(jobs: list[Job]) -> None:
+    def run(jobs: list[Job], take) -> None:
         for job in jobs:
             started.append(job.payload)
             job.emit(f"{job.payload}:start")
@@ -120,7 +120,7 @@ def test_batches_hand_every_waiting_job_to_the_runner():
         loop = asyncio.get_running_loop()
         release, batches = threading.Event(), []
 
-        def run(jobs: list[Job]) -> None:
+        def run(jobs: list[Job], take) -> None:
             batches.append([j.payload for j in jobs])
             assert release.wait(30)
             for j in jobs:
@@ -134,6 +134,43 @@ def test_batches_hand_every_waiting_job_to_the_runner():
         try:
             assert [await drain(j) for j in [first, *rest]] == [[i] for i in range(5)]
             assert batches == [[0, 1, 2], [3, 4]]
+        finally:
+            worker.stop()
+
+    asyncio.run(main())
+
+
+def test_jobs_join_a_running_batch_between_steps():
+    """Continuous batching: `take` admits waiting jobs while earlier ones are still running."""
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        admitted, steps = [], threading.Event()
+
+        def run(jobs: list[Job], take) -> None:
+            live = list(jobs)
+            admitted.append([j.payload for j in jobs])
+            assert steps.wait(30)
+            while live:
+                job = live.pop(0)
+                job.finish(job.payload)
+                more = take(2)
+                if more:
+                    admitted.append([j.payload for j in more])
+                live += more
+
+        worker = Worker(run, max_queue=8, max_batch=2)
+        first = worker.submit("a", loop)
+        worker.start()
+        await asyncio.sleep(0.2)  # "a" is running alone
+        later = [worker.submit(x, loop) for x in "bcd"]
+        later[1].cancel.set()  # cancelled while waiting: never admitted
+        steps.set()
+        try:
+            assert await drain(first) == ["a"]
+            assert await drain(later[0]) == ["b"] and await drain(later[2]) == ["d"]
+            assert admitted == [["a"], ["b", "d"]]
+            assert await idle(worker) == {"queued": 0, "running": 0, "served": 3, "cancelled": 1, "failed": 0}
         finally:
             worker.stop()
 

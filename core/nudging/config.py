@@ -60,6 +60,8 @@ class NudgingConfig:
         also ends where the base's top token is a prefix of the nudger's next word.
     repetition_limit: stop when the same nudge is accepted this many rounds in a row (paper: 3).
     system: system text for both prompts (None: the nudger template's default, no base line).
+    policy: decides where the nudger writes instead of `gamma` (e.g. `LearnedPolicy.load(path)`);
+        None: the paper's rule, `TopProbPolicy(gamma)`.
     """
 
     gamma: float = 0.4

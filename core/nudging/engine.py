@@ -367,6 +367,11 @@ class Nudger:
         policy = policy if policy is not None else TopProbPolicy(cfg.gamma)
         return Run(self.base, self.nudger, policy, prompt, cfg, cancel)
 
+    def run(self, prompt: Prompt, config: NudgingConfig | None = None, *, cancel: threading.Event | None = None, **overrides: Any) -> Run:
+        """A generation not yet started, for a driver of your own: `BatchDecoder.add` it, or iterate
+        `.events()` (validates the prompt and config now)."""
+        return self._run(prompt, config, cancel, overrides)
+
     def prompt_ids(self, prompt: Prompt, config: NudgingConfig | None = None) -> dict[str, list[int]]:
         """The ids each model is conditioned on for `prompt` (what usage and context limits count)."""
         _, (base_ids, nudger_ids) = build_prompts(self.base, self.nudger, prompt, config or self.config)

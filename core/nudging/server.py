@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict
 from functools import partial
@@ -28,6 +28,7 @@ from .results import Result, StreamEvent
 from .server_http import APIError, Submission, base_app, check_model, check_single_choice, new_id, now, read_request, sse
 from .server_plain import create_plain_app
 from .server_schemas import ChatCompletionRequest, CompletionRequest, RequestBase
+from .batching import BatchDecoder
 from .server_worker import Done, Job, Worker
 
 __all__ = ["create_app", "create_plain_app", "run_server", "serve", "serve_in_thread"]
@@ -36,25 +37,45 @@ __all__ = ["create_app", "create_plain_app", "run_server", "serve", "serve_in_th
 _PARAMS = {"max_new_tokens": "max_tokens", "temperature": "temperature", "top_p": "top_p", "top_k": "top_k", "seed": "seed", "stop": "stop", "gamma": "gamma"}
 
 
-def serve_one_at_a_time(nudger: Nudger, jobs: list[Job]) -> None:
-    """The worker's runner: stream each job's generation into it, in order."""
-    for job in jobs:
-        prompt, config = job.payload
-        try:
-            with nudger.stream(prompt, config, cancel=job.cancel) as stream:
-                for event in stream:
-                    job.emit(event)
-            job.finish(stream.result)
-        except Exception as exc:
-            job.fail(exc)
+def serve_batched(nudger: Nudger, max_batch: int, jobs: list[Job], take: Callable[[int], list[Job]]) -> None:
+    """The worker's runner: decode jobs together, admitting waiting ones between steps (continuous
+    batching) up to `max_batch` rows; each job gets its own events and Result as its row produces them."""
+    batch = BatchDecoder()
+    by_key: dict[int, Job] = {}
+
+    def admit(new: list[Job]) -> None:
+        for job in new:
+            prompt, config = job.payload
+            try:
+                batch.add(id(job), nudger.run(prompt, config, cancel=job.cancel))
+            except Exception as exc:
+                job.fail(exc)
+                continue
+            by_key[id(job)] = job
+
+    admit(jobs)
+    try:
+        while len(batch):
+            for key, item in batch.step():
+                job = by_key[key]
+                if isinstance(item, BaseException):
+                    job.fail(item)
+                elif isinstance(item, Result):
+                    job.finish(item)
+                else:
+                    job.emit(item)
+            if len(batch) < max_batch:
+                admit(take(max_batch - len(batch)))
+    finally:
+        batch.close()
 
 
-def create_app(nudger: Nudger, *, config: NudgingConfig | None = None, model_name: str = "nudging", max_queue: int = 16) -> FastAPI:
+def create_app(nudger: Nudger, *, config: NudgingConfig | None = None, model_name: str = "nudging", max_queue: int = 16, max_batch: int = 8) -> FastAPI:
     """The OpenAI-compatible app for `nudger`. Requests override `config` (default: `nudger.config`;
-    greedy unless it says otherwise). At most `max_queue` requests wait for the engine; more get 503
-    with Retry-After."""
+    greedy unless it says otherwise). Up to `max_batch` requests decode together; at most `max_queue`
+    more wait for a slot, and beyond that get 503 with Retry-After."""
     defaults = config or nudger.config
-    worker = Worker(partial(serve_one_at_a_time, nudger), max_queue=max_queue)
+    worker = Worker(partial(serve_batched, nudger, max_batch), max_queue=max_queue, max_batch=max_batch)
     app = base_app(model_name, worker, title="nudging")
 
     @app.post("/v1/completions", response_model=None)
@@ -199,6 +220,7 @@ def serve(
     plain: str | None = None,
     model_name: str | None = None,
     max_queue: int = 16,
+    max_batch: int = 8,
     device_map: Any = None,
     dtype: str = "auto",
     log_level: str = "info",
@@ -216,7 +238,7 @@ def serve(
     else:
         config = NudgingConfig() if gamma is None else NudgingConfig(gamma=gamma)
         pair = Nudger.from_pretrained(base or EMBEDDED_BASE, nudger or EMBEDDED_NUDGER, device_map=device_map, dtype=dtype)
-        app = create_app(pair, config=config, model_name=model_name or "nudging", max_queue=max_queue)
+        app = create_app(pair, config=config, model_name=model_name or "nudging", max_queue=max_queue, max_batch=max_batch)
     run_server(app, host, port, log_level=log_level)
 
 

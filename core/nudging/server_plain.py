@@ -150,8 +150,8 @@ def logprobs_object(tokenizer: Any, ids: list[int], scores: list[Scored | None],
     return {"tokens": tokens, "token_logprobs": token_logprobs, "top_logprobs": top_logprobs, "text_offset": text_offset}
 
 
-def serve_plain(lm: LocalModel, jobs: list[Job]) -> None:
-    """The worker's runner for the plain server: one completion at a time."""
+def serve_plain(lm: LocalModel, jobs: list[Job], take: Any = None) -> None:
+    """The worker's runner for the plain server: one completion at a time (`take` unused: no joining)."""
     for job in jobs:
         try:
             job.finish(complete(lm, job.payload, job.cancel))

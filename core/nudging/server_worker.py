@@ -1,9 +1,9 @@
 """The server's engine worker: one thread fed by a bounded queue of jobs.
 
-The engine is compute bound and fastest one forward at a time, so HTTP handlers never run it: they
-submit a `Job` and await its events, and one thread serves jobs in arrival order. The worker hands
-`run_batch` every job waiting (up to `max_batch`) at once, so a batched engine can serve them
-together by passing another `run_batch`; today's runners serve them one after another.
+HTTP handlers never run the engine: they submit a `Job` and await its events, and one thread serves
+jobs in arrival order. The worker hands its runner every job waiting (up to `max_batch`) plus a
+`take(n)` that admits up to n more without blocking, so a batched engine can let new requests join
+between steps (continuous batching) while others are mid-generation.
 """
 
 from __future__ import annotations
@@ -79,7 +79,7 @@ class Job:
 class Worker:
     """Serves jobs on one thread; at most `max_queue` jobs wait, more are refused with `QueueFull`."""
 
-    def __init__(self, run_batch: Callable[[list[Job]], None], *, max_queue: int = 16, max_batch: int = 1) -> None:
+    def __init__(self, run_batch: Callable[[list[Job], Callable[[int], list[Job]]], None], *, max_queue: int = 16, max_batch: int = 1) -> None:
         if max_queue < 1 or max_batch < 1:
             raise ValueError("max_queue and max_batch must be >= 1")
         self._run_batch = run_batch
@@ -130,36 +130,46 @@ class Worker:
             job = self._queue.get()
             if job is None:
                 return
-            batch = [job]
-            while len(batch) < self._max_batch:
-                try:
-                    more = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if more is None:
-                    self._queue.put(None)  # keep the stop signal for the outer loop
-                    break
-                batch.append(more)
-            live = []
-            for j in batch:
-                if j.cancel.is_set():
-                    j.fail(Cancelled("cancelled before it started"))
-                    self.counts["cancelled"] += 1
-                else:
-                    live.append(j)
+            live = self._admit([job]) + self._take(self._max_batch - 1)
             if live:
                 self._run(live)
 
+    def _admit(self, jobs: list[Job]) -> list[Job]:
+        """The jobs not cancelled while they waited (those are failed here), now counted as running."""
+        live = []
+        for j in jobs:
+            if j.cancel.is_set():
+                j.fail(Cancelled("cancelled before it started"))
+                self.counts["cancelled"] += 1
+            else:
+                live.append(j)
+        self._running = self._running + live
+        return live
+
+    def _take(self, n: int) -> list[Job]:
+        """Up to n more waiting jobs, without blocking (the runner calls this between steps)."""
+        got: list[Job] = []
+        while len(got) < n and not self._closed:
+            try:
+                more = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if more is None:
+                self._queue.put(None)  # keep the stop signal for the outer loop
+                break
+            got += self._admit([more])
+        return got
+
     def _run(self, jobs: list[Job]) -> None:
-        self._running = jobs
         try:
-            self._run_batch(jobs)
+            self._run_batch(jobs, self._take)
         except Exception as exc:  # a runner bug must not kill the worker: fail its jobs, keep serving
             log.exception("engine worker failed")
-            for j in jobs:
+            for j in self._running:
                 if not j.finished:
                     j.fail(exc)
         finally:
+            jobs = self._running
             for j in jobs:
                 if j.cancel.is_set():
                     self.counts["cancelled"] += 1
