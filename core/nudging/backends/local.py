@@ -17,6 +17,7 @@ from typing import Any, Sequence
 
 import torch
 from transformers import DynamicCache
+from transformers.cache_utils import DynamicLayer
 
 
 def eos_ids(model: Any, tokenizer: Any) -> frozenset[int]:
@@ -156,30 +157,40 @@ def _cache_kwargs(backbone: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
 
 
 def _stack(caches: Sequence[DynamicCache], lens: Sequence[int], P: int) -> DynamicCache:
-    """Rows' caches as one batch cache, each left-padded with zeros to P positions."""
+    """Rows' caches as one batch cache, each left-padded with zeros to P positions (one copy)."""
     if P == 0:
         return DynamicCache()
     ref = next(c.layers for c, L in zip(caches, lens) if L)  # shapes of a row that has positions
     data = []
     for i, layer in enumerate(ref):
-        ks, vs = [], []
-        for c, L in zip(caches, lens):
-            k, v = (c.layers[i].keys, c.layers[i].values) if L else (layer.keys[:, :, :0], layer.values[:, :, :0])
-            if L < P:
-                pad = k.new_zeros((*k.shape[:-2], P - L, k.shape[-1]))
-                k, v = torch.cat([pad, k], dim=-2), torch.cat([pad, v], dim=-2)
-            ks.append(k)
-            vs.append(v)
-        data.append((torch.cat(ks), torch.cat(vs)))
-    return DynamicCache(ddp_cache_data=data)
+        k0, v0 = layer.keys, layer.values
+        ks = k0.new_zeros((len(caches), k0.shape[1], P, k0.shape[-1]))
+        vs = v0.new_zeros((len(caches), v0.shape[1], P, v0.shape[-1]))
+        for r, (c, L) in enumerate(zip(caches, lens)):
+            if L:
+                ks[r, :, P - L :] = c.layers[i].keys[0]
+                vs[r, :, P - L :] = c.layers[i].values[0]
+        data.append(_layer(ks, vs))
+    return _cache(data)
 
 
 def _row(cache: DynamicCache, r: int, start: int, end: int) -> DynamicCache:
-    """Row r's positions [start, end) of a batch cache, copied out as that row's own cache."""
-    row = DynamicCache()
-    for i, layer in enumerate(cache.layers):
-        row.update(layer.keys[r : r + 1, :, start:end], layer.values[r : r + 1, :, start:end], i)
-    return row
+    """Row r's positions [start, end) of a batch cache, as that row's own cache (views: the row's
+    next forward makes its own tensors anyway)."""
+    return _cache([_layer(layer.keys[r : r + 1, :, start:end], layer.values[r : r + 1, :, start:end]) for layer in cache.layers])
+
+
+def _layer(keys: torch.Tensor, values: torch.Tensor) -> DynamicLayer:
+    layer = DynamicLayer()  # filled directly: `update` would copy
+    layer.keys, layer.values, layer.is_initialized = keys, values, True
+    layer.dtype, layer.device = keys.dtype, keys.device
+    return layer
+
+
+def _cache(layers: list[DynamicLayer]) -> DynamicCache:
+    cache = DynamicCache()
+    cache.layers = layers
+    return cache
 
 
 class KVSession:
