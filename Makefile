@@ -12,12 +12,13 @@ PACKAGE_ROOTS := $(wildcard core/nudging/__init__.py integrations/langchain_nudg
 ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help .venv demo test bench clean
+.PHONY: help .venv demo test bench gpu-prep clean
 
 help:
 	@echo "make demo    run examples/demo.py (builds .venv on first use)"
 	@echo "make test    run the test suite (builds .venv on first use)"
 	@echo "make bench   run the speed benchmark (nudging bench)"
+	@echo "make gpu-prep  put the tokenizer for benchmarks/gpu/run.py in .carry/ (for a GPU machine)"
 	@echo "make clean   remove .venv and build leftovers (the model cache in ~/.cache/nudging stays)"
 
 .venv: $(STAMP)
@@ -45,6 +46,10 @@ test: .venv
 
 bench: .venv
 	$(VENV)/bin/nudging bench $(ARGS)
+
+# A lent GPU machine has no hub and none of our files: carry .carry/ and run benchmarks/gpu/run.py there.
+gpu-prep: .venv
+	$(PY) -c "from nudging.models import load_tokenizer; load_tokenizer('embedded:nudger').save_pretrained('.carry/tokenizer')"
 
 clean:
 	rm -rf $(VENV) build dist .pytest_cache .hypothesis

@@ -152,17 +152,25 @@ def run(nudger: Nudger, *, prompts: list[str] | None = None, config: NudgingConf
     return report
 
 
-def write(reports: list[BenchReport], out_dir: Path) -> tuple[Path, Path | None]:
-    """JSON of every run, and a PNG chart of tokens/s when matplotlib is installed."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    json_path = out_dir / "bench.json"
-    json_path.write_text(json.dumps([r.to_dict() for r in reports], indent=2))
+def pyplot() -> Any:
+    """matplotlib's pyplot on the Agg backend, or None when matplotlib is not installed."""
     try:
         import matplotlib
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
+        return None
+    return plt
+
+
+def write(reports: list[BenchReport], out_dir: Path) -> tuple[Path, Path | None]:
+    """JSON of every run, and a PNG chart of tokens/s when matplotlib is installed."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    json_path = out_dir / "bench.json"
+    json_path.write_text(json.dumps([r.to_dict() for r in reports], indent=2))
+    plt = pyplot()
+    if plt is None:
         return json_path, None
     fig, ax = plt.subplots(figsize=(1.8 + 1.6 * len(reports), 3.6))
     labels = [f"{r.label}\nγ={r.gamma}" for r in reports]

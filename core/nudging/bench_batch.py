@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from .bench import PROMPTS, _sync, peak_memory_mb
+from .bench import PROMPTS, _sync, peak_memory_mb, pyplot
 from .config import NudgingConfig
 from .engine import Nudger
 
@@ -106,12 +106,8 @@ def write(report: dict[str, Any], out_dir: Path) -> tuple[Path, Path | None]:
     out_dir.mkdir(parents=True, exist_ok=True)
     json_path = out_dir / "batch.json"
     json_path.write_text(json.dumps(report, indent=2))
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
+    plt = pyplot()
+    if plt is None:
         return json_path, None
     rows = report["rows"]
     xs = [r["batch"] for r in rows]
