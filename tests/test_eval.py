@@ -73,8 +73,8 @@ def test_ifeval_scoring_strict_and_loose(tmp_path):
 
 def test_limit_run_caches_resumes_and_reports(tiny, tmp_path, monkeypatch):
     calls = []
-    generate = tiny.generate
-    monkeypatch.setattr(tiny, "generate", lambda *a, **k: calls.append(k["gamma"]) or generate(*a, **k))
+    generate_batch = tiny.generate_batch
+    monkeypatch.setattr(tiny, "generate_batch", lambda prompts, *a, **k: calls.extend([k["gamma"]] * len(prompts)) or generate_batch(prompts, *a, **k))
     rows, paths = run_eval(tiny, ["ifeval", "gsm8k"], gammas=[0.5], limit=2, max_new_tokens=6, out_dir=tmp_path, progress=False)
     assert len(calls) == 2 * 2 * 3 and sorted(set(calls)) == [0.0, 0.5, 2.0]
     cache = tmp_path / "results.jsonl"

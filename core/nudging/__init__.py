@@ -3,6 +3,7 @@
 from .config import BaseTemplate, NudgingConfig, SamplingParams
 from .engine import Nudger, Stream
 from .errors import ConfigError, InputError, ModelLoadError, NudgingError
+from .learned_policy import LearnedPolicy
 from .policy import EntropyPolicy, NudgingPolicy, TopProbPolicy
 from .results import Result, Span, Stats, StreamEvent
 
@@ -11,6 +12,7 @@ __all__ = [
     "ConfigError",
     "EntropyPolicy",
     "InputError",
+    "LearnedPolicy",
     "ModelLoadError",
     "Nudger",
     "NudgingConfig",

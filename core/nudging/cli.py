@@ -10,7 +10,7 @@ User errors (bad values, empty prompt, missing model) exit with code 2 and a one
 from __future__ import annotations
 
 import json
-from typing import Annotated, NoReturn
+from typing import Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
@@ -48,6 +48,7 @@ NudgerOpt = Annotated[str, typer.Option("--nudger", help="Nudger (chat) model: H
 DeviceOpt = Annotated[str | None, typer.Option("--device", help="cpu, cuda, cuda:1 or auto (accelerate); unset: cuda if available, else cpu.")]
 StreamOpt = Annotated[bool, typer.Option("--stream/--no-stream", help="Print the answer as it is written.")]
 BaseOnlyOpt = Annotated[bool, typer.Option("--base-only", help="Let the base model write everything (gamma 0, overrides --gamma), to compare.")]
+PolicyOpt = Annotated[str | None, typer.Option("--policy", help="Learned policy file (from `nudging train-policy`): it decides where the nudger writes, instead of --gamma.")]
 
 
 def fail(message: str) -> NoReturn:
@@ -66,9 +67,15 @@ def build_config(
     stop: list[str] | None,
     system: str | None,
     base_only: bool = False,
+    policy: str | None = None,
 ) -> NudgingConfig:
     """The generation settings from command-line values, checked before any model is loaded."""
     try:
+        learned = None
+        if policy is not None and not base_only:
+            from .learned_policy import LearnedPolicy
+
+            learned = LearnedPolicy.load(policy)
         return NudgingConfig(
             gamma=0.0 if base_only else gamma,
             max_new_tokens=max_new_tokens,
@@ -77,6 +84,7 @@ def build_config(
             seed=seed,
             stop=tuple(stop or ()),
             system=system,
+            policy=learned,
         )
     except ConfigError as exc:
         raise typer.BadParameter(str(exc)) from None
@@ -147,11 +155,12 @@ def generate(
     as_json: Annotated[bool, typer.Option("--json", help="Print the Result as JSON (text, spans, stats, prompts) and nothing else.")] = False,
     stream: StreamOpt = True,
     base_only: BaseOnlyOpt = False,
+    policy: PolicyOpt = None,
 ) -> None:
     """Answer one prompt; the nudger's words are coloured, followed by a line of stats."""
     if not prompt.strip():
         raise typer.BadParameter("the prompt is empty", param_hint="PROMPT")
-    config = build_config(gamma=gamma, max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, seed=seed, stop=stop, system=system, base_only=base_only)
+    config = build_config(gamma=gamma, max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, seed=seed, stop=stop, system=system, base_only=base_only, policy=policy)
     model = load_nudger(base, nudger, device)
     if as_json:
         try:
@@ -179,9 +188,10 @@ def chat(
     device: DeviceOpt = None,
     stream: StreamOpt = True,
     base_only: BaseOnlyOpt = False,
+    policy: PolicyOpt = None,
 ) -> None:
     """Multi-turn chat on stdin: each answer sees the whole conversation. /reset forgets it, /exit quits."""
-    config = build_config(gamma=gamma, max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, seed=seed, stop=stop, system=system, base_only=base_only)
+    config = build_config(gamma=gamma, max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, seed=seed, stop=stop, system=system, base_only=base_only, policy=policy)
     model = load_nudger(base, nudger, device)
     out = Console()
     out.print(Text.assemble(legend(), " · /reset clears the conversation, /exit quits"))
@@ -225,8 +235,10 @@ def serve(
     port: Annotated[int, typer.Option("--port", "-p", help="TCP port; 0 picks a free one (printed at start).")] = 8000,
     model_name: Annotated[str | None, typer.Option("--model-name", help="The model id clients send and /v1/models lists (default: nudging, or the --plain spec).")] = None,
     max_queue: Annotated[int, typer.Option("--max-queue", min=1, help="Requests that may wait for the engine; more get 503 with Retry-After.")] = 16,
+    max_batch: Annotated[int, typer.Option("--max-batch", min=1, help="Requests decoded together (continuous batching: new ones join between steps).")] = 8,
     plain: Annotated[str | None, typer.Option("--plain", help="Serve this one model instead, not nudged, with vLLM-style logprobs (a remote base for a nudger). --base/--nudger/--gamma are then ignored.")] = None,
     device: DeviceOpt = None,
+    policy: PolicyOpt = None,
 ) -> None:
     """Serve over an OpenAI-compatible HTTP API: /v1/chat/completions and /v1/completions (streaming), /v1/models, /health."""
     from .server import create_app, create_plain_app, run_server
@@ -240,8 +252,8 @@ def serve(
             fail(str(exc))
         application = create_plain_app(model, tokenizer, model_name or plain, max_queue=max_queue)
     else:
-        config = build_config(gamma=gamma, max_new_tokens=DEFAULTS.max_new_tokens, temperature=DEFAULTS.temperature, top_p=DEFAULTS.top_p, seed=None, stop=None, system=None)
-        application = create_app(load_nudger(base, nudger, device), config=config, model_name=model_name or "nudging", max_queue=max_queue)
+        config = build_config(gamma=gamma, max_new_tokens=DEFAULTS.max_new_tokens, temperature=DEFAULTS.temperature, top_p=DEFAULTS.top_p, seed=None, stop=None, system=None, policy=policy)
+        application = create_app(load_nudger(base, nudger, device), config=config, model_name=model_name or "nudging", max_queue=max_queue, max_batch=max_batch)
     run_server(application, host, port)
 
 
@@ -257,6 +269,7 @@ def bench(
     device: DeviceOpt = None,
     random_pair: Annotated[str | None, typer.Option("--random-pair", help="Random-weight Llama shapes BASE,NUDGER instead of real models, e.g. 8b,1b (speed only).")] = None,
     tokenizer: Annotated[str, typer.Option("--tokenizer", help="Tokenizer for --random-pair (a chat tokenizer: HF id, folder or embedded:nudger).")] = EMBEDDED_NUDGER,
+    batch: Annotated[str | None, typer.Option("--batch", help="Batch sizes, e.g. 1,4,16: total tokens/s of batched nudging vs the base's batched generate (writes batch.json/png) instead of the one-prompt ratio.")] = None,
 ) -> None:
     """Nudged tokens/s against the base model's own greedy generate, same prompts and lengths, interleaved."""
     from pathlib import Path
@@ -281,6 +294,9 @@ def bench(
     else:
         model = load_nudger(base, nudger, device)
     out = Console()
+    if batch:
+        _bench_batch(model, batch, configs[0], Path(out_dir), out)
+        return
     reports = []
     for cfg in configs:
         with out.status(f"γ={cfg.gamma}: timing {prompts} prompts…"):
@@ -299,6 +315,78 @@ def bench(
     out.print(table)
     json_path, png_path = bench_mod.write(reports, Path(out_dir))
     out.print(f"wrote {json_path}" + (f" and {png_path}" if png_path else " (install matplotlib for the chart)"))
+
+
+def _bench_batch(model: Any, sizes: str, cfg: NudgingConfig, out_dir: Any, out: Console) -> None:
+    from rich.table import Table
+
+    from . import bench_batch
+
+    try:
+        batch_sizes = [int(x) for x in sizes.split(",")]
+    except ValueError:
+        batch_sizes = []
+    if not batch_sizes or min(batch_sizes) < 1:
+        raise typer.BadParameter(f"expected batch sizes like 1,4,16, got {sizes!r}", param_hint="--batch")
+    with out.status(f"γ={cfg.gamma}: batch sizes {batch_sizes}…"):
+        report = bench_batch.run(model, batch_sizes, config=cfg)
+    table = Table(title=f"batched nudging vs base-only batched generate ({report['device']}, {report['torch_threads']} threads)")
+    for col in ("batch", "base tok/s", "nudged tok/s", "ratio", "nudged vs batch 1", "nudge share"):
+        table.add_column(col, justify="right")
+    for r in report["rows"]:
+        scale = r["nudged_vs_batch1"]
+        table.add_row(str(r["batch"]), f"{r['base_only_tps']:.1f}", f"{r['nudged_tps']:.1f}", f"×{r['ratio']:.2f}", "-" if scale is None else f"×{scale:.2f}", f"{r['nudge_share']:.0%}")
+    out.print(table)
+    json_path, png_path = bench_batch.write(report, out_dir)
+    out.print(f"wrote {json_path}" + (f" and {png_path}" if png_path else ""))
+
+
+@app.command("train-policy")
+def train_policy_cmd(
+    out: Annotated[str, typer.Option("--out", "-o", help="Where to write the head (.safetensors).")],
+    base: BaseOpt = EMBEDDED_BASE,
+    nudger: NudgerOpt = EMBEDDED_NUDGER,
+    data: Annotated[str, typer.Option("--data", help="alpaca_eval (805 GPT-4 reference answers, offline) or a .json/.jsonl file of {instruction, output}.")] = "alpaca_eval",
+    limit: Annotated[int | None, typer.Option("--limit", min=2, help="Use N examples (a seeded random draw); default: all.")] = None,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the example draw, the split and the training order.")] = 0,
+    steps: Annotated[int, typer.Option("--steps", min=0, help="L-BFGS iterations on the marginal likelihood (full batch).")] = 200,
+    init_steps: Annotated[int, typer.Option("--init-steps", min=0, help="L-BFGS iterations of the weak-label (BCE) initialisation.")] = 50,
+    deferral: Annotated[float | None, typer.Option("--deferral", min=0.0, max=1.0, help="Share of validation positions to nudge (sets eta); default: the share the default gamma nudges there.")] = None,
+    max_tokens: Annotated[int, typer.Option("--max-tokens", min=1, help="Reference tokens (base tokenizer) used per example.")] = 256,
+    device: DeviceOpt = None,
+) -> None:
+    """Train a learned policy (Co-LLM head on the base's last hidden state) on reference answers; both models stay frozen."""
+    from . import train_policy as tp
+
+    try:
+        settings = tp.TrainSettings(seed=seed, limit=limit, max_tokens=max_tokens, init_steps=init_steps, steps=steps, deferral=deferral)
+    except ConfigError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    model = load_nudger(base, nudger, device)
+    try:
+        policy = tp.train_policy(model, data, out, settings)
+    except NudgingError as exc:
+        fail(str(exc))
+    m = policy.metadata
+    nll = m["val_nll"]
+    out_console = Console()
+    out_console.print(
+        f"{m['n_examples']['train']} train / {m['n_examples']['val']} validation answers, {m['n_positions']['train']} / {m['n_positions']['val']} positions, "
+        f"{m['aligned_share']:.0%} with an aligned nudger probability",
+        soft_wrap=True,
+    )
+    out_console.print(
+        f"held-out marginal NLL: untrained {nll['untrained']:.4f} → trained {nll['trained']:.4f} "
+        f"(base only {nll['base_only']:.4f}, nudger only {nll['nudger_only']:.4f})",
+        soft_wrap=True,
+    )
+    hard = m["val_hard_nll"]
+    out_console.print(
+        f"eta {policy.eta:.4f}: nudges {m['deferral_rate']:.1%} of validation positions ({m['deferral_source']}); "
+        f"NLL of hard choices there: learned {hard['learned']:.4f}, gamma {hard['gamma_value']:.3f} {hard['gamma']:.4f}",
+        soft_wrap=True,
+    )
+    out_console.print(f"wrote {out}")
 
 
 from .eval.command import eval_command  # noqa: E402  (registered last: it reuses this module's helpers)

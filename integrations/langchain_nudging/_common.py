@@ -29,6 +29,8 @@ class NudgingParams(BaseModel):
     """Name reported to LangChain tracing; defaults to "<base>+<nudger>"."""
     gamma: float | None = None
     """The base writes while its top-1 probability is >= gamma; below it the nudger writes."""
+    policy: Any = Field(default=None, exclude=True)
+    """A policy that decides instead of gamma, e.g. `nudging.LearnedPolicy.load("head.safetensors")`."""
     temperature: float | None = None
     top_p: float | None = None
     top_k: int | None = None
@@ -86,6 +88,7 @@ class NudgingParams(BaseModel):
             raise TypeError(f"unexpected keyword arguments {sorted(unknown)}; per-call settings are NudgingConfig fields")
         params: dict[str, Any] = {
             "gamma": self.gamma,
+            "policy": self.policy,
             "temperature": self.temperature,
             "top_p": self.top_p,
             "top_k": self.top_k,
@@ -107,7 +110,7 @@ class NudgingParams(BaseModel):
     def nudging_params(self) -> dict[str, Any]:
         """What identifies this model's outputs: both models, gamma, sampling and budget."""
         cfg = self.engine_config()
-        return {
+        params = {
             "model_name": self.model_name,
             "base": self.nudger.base.name,
             "nudger": self.nudger.nudger.name,
@@ -119,6 +122,9 @@ class NudgingParams(BaseModel):
             "seed": cfg.seed,
             "max_new_tokens": cfg.max_new_tokens,
         }
+        if cfg.policy is not None:  # outputs depend on the policy, not gamma
+            params["policy"] = getattr(cfg.policy, "digest", None) or repr(cfg.policy)
+        return params
 
 
 def result_metadata(result: Result) -> dict[str, Any]:

@@ -11,6 +11,7 @@ from typing import Any, Sequence
 
 from ..config import NudgingConfig
 from ..engine import Nudger
+from ..learned_policy import LearnedPolicy
 from . import report, runner
 from .runner import System, systems_for
 from .tasks import TASKS, Item, Task
@@ -27,9 +28,11 @@ def run_eval(
     max_new_tokens: int = 256,
     out_dir: str | Path = "benchmarks/eval",
     progress: bool = True,
+    policy: LearnedPolicy | None = None,
+    batch: int = 8,
 ) -> tuple[list[dict[str, Any]], dict[str, Path]]:
-    """Evaluate base-only, nudger-only and nudged (one system per gamma), greedy, on the first
-    `limit` items of each task; answers go to out_dir/results.jsonl, the table to out_dir/table.*.
+    """Evaluate base-only, nudger-only and nudged (one system per gamma, plus "nudged-learned" with a
+    learned `policy`), greedy, on the first `limit` items of each task; answers go to out_dir/results.jsonl, the table to out_dir/table.*.
 
     Returns the table rows and the written paths. Base continuations that start a new
     "Question:" are cut (the plain template's next turn), for every system alike.
@@ -37,7 +40,7 @@ def run_eval(
     out_dir = Path(out_dir)
     config = NudgingConfig(temperature=0.0, max_new_tokens=max_new_tokens, stop=("\nQuestion:",))
     records = runner.run(
-        nudger, tasks, systems_for(gammas), out_dir / "results.jsonl", config=config, limit=limit, progress=progress
+        nudger, tasks, systems_for(gammas, policy), out_dir / "results.jsonl", config=config, limit=limit, progress=progress, batch=batch
     )
     rows = report.aggregate(records)
     settings = {
@@ -48,4 +51,6 @@ def run_eval(
         "limit": limit,
         "stop": "\\nQuestion:",
     }
+    if policy is not None:
+        settings["learned_policy"] = f"{policy.digest} (eta {policy.eta:.4g})"
     return rows, report.write(rows, out_dir, settings)

@@ -19,8 +19,10 @@ def eval_command(
     base: Annotated[str, typer.Option("--base", help="Base model: HF id, local folder, .gguf file or embedded:base.")] = EMBEDDED_BASE,
     nudger: Annotated[str, typer.Option("--nudger", help="Nudger (chat) model: HF id, local folder, .gguf file or embedded:nudger.")] = EMBEDDED_NUDGER,
     device: Annotated[str | None, typer.Option("--device", help="cpu, cuda, cuda:1 or auto; unset: cuda if available, else cpu.")] = None,
+    batch: Annotated[int, typer.Option("--batch", min=1, help="Items decoded together per system (same greedy answers, more throughput).")] = 8,
+    policy: Annotated[str | None, typer.Option("--policy", help="Learned policy file (nudging train-policy): adds the system nudged-learned.")] = None,
 ) -> None:
-    """Base-only vs nudger-only vs nudged, greedy, on offline IFEval/GSM8K/ARC; cached per item, so reruns resume."""
+    """Base-only vs nudger-only vs nudged (and nudged-learned with --policy), greedy, on offline IFEval/GSM8K/ARC; cached per item, so reruns resume."""
     from rich.console import Console
 
     from .. import cli
@@ -30,8 +32,17 @@ def eval_command(
     for name in tasks:
         if name not in TASKS:
             cli.fail(f"unknown task {name!r}; choose from {', '.join(TASKS)}")
+    learned = None
+    if policy is not None:
+        from ..errors import ConfigError
+        from ..learned_policy import LearnedPolicy
+
+        try:
+            learned = LearnedPolicy.load(policy)
+        except ConfigError as exc:
+            raise typer.BadParameter(str(exc), param_hint="--policy") from None
     model = cli.load_nudger(base, nudger, device)
-    _, paths = run_eval(model, tasks, gammas=gamma or [0.4], limit=limit, max_new_tokens=max_new_tokens, out_dir=out_dir)
+    _, paths = run_eval(model, tasks, gammas=gamma or [0.4], limit=limit, max_new_tokens=max_new_tokens, out_dir=out_dir, policy=learned, batch=batch)
     out = Console()
     out.print(paths["markdown"].read_text(encoding="utf-8"), markup=False, soft_wrap=True)
     out.print("wrote " + ", ".join(str(p) for p in paths.values()))

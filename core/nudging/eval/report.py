@@ -42,7 +42,8 @@ def aggregate(records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
         primary = get_task(task_name).primary
         row["accuracy"] = row[primary] if primary in row else sum(r["metrics"][primary] for r in rs) / n
         rows.append(row)
-    rows.sort(key=lambda r: (r["task"], r["gamma"] > 1, r["gamma"]))
+    # nudged-learned (gamma None) goes after the gamma rows, before nudger-only
+    rows.sort(key=lambda r: (r["task"], r["gamma"] is not None and r["gamma"] > 1, 1.0 if r["gamma"] is None else r["gamma"]))
     return rows
 
 
@@ -53,7 +54,7 @@ def markdown(rows: list[dict[str, Any]], settings: dict[str, Any]) -> str:
     for r in rows:
         ifeval = ("{prompt_strict:.3f} / {prompt_loose:.3f}".format(**r), "{inst_strict:.3f} / {inst_loose:.3f}".format(**r)) if r["task"] == "ifeval" else ("", "")
         lines.append(
-            f"| {r['task']} | {r['system']} | {r['gamma']:g} | {r['n']} | {r['accuracy']:.3f} | {ifeval[0]} | {ifeval[1]} "
+            f"| {r['task']} | {r['system']} | {'learned' if r['gamma'] is None else format(r['gamma'], 'g')} | {r['n']} | {r['accuracy']:.3f} | {ifeval[0]} | {ifeval[1]} "
             f"| {r['nudge_share']:.3f} | {r['word_share']:.3f} | {r['tokens_per_second']:.1f} |"
         )
     notes = [

@@ -1,8 +1,9 @@
 """Run systems × tasks and cache every answer, so an interrupted evaluation resumes where it stopped.
 
 The cache is one JSONL file: one line per (system, task, item id, settings fingerprint), appended
-and flushed as soon as the answer is scored. Items are visited in order and every system answers an
-item before the next item starts, so a partial run still compares systems on the same prompts.
+and flushed as soon as the answer is scored. Items are visited in order, a batch at a time, and every
+system answers a batch of items before the next starts, so a partial run still compares systems on
+the same prompts. Greedy batched answers equal one-at-a-time ones (DESIGN.md invariant 3).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from tqdm.auto import tqdm
 
 from ..config import NudgingConfig
 from ..engine import Nudger
+from ..learned_policy import LearnedPolicy
 from .tasks import Task, ensure_punkt, get_task
 
 BASE_ONLY, NUDGER_ONLY = 0.0, 2.0  # gamma 0: the base writes everything; gamma > 1: the nudger does
@@ -24,19 +26,26 @@ BASE_ONLY, NUDGER_ONLY = 0.0, 2.0  # gamma 0: the base writes everything; gamma 
 
 @dataclass(frozen=True)
 class System:
-    """One way to answer: the pair decoded at one gamma."""
+    """One way to answer: the pair decoded at one gamma, or with a learned policy (gamma None)."""
 
     name: str
-    gamma: float
+    gamma: float | None
+    policy: LearnedPolicy | None = None
 
 
-def systems_for(gammas: Sequence[float]) -> list[System]:
-    """base-only, nudger-only and one nudged system per gamma (the paper's three columns)."""
-    return [System("base", BASE_ONLY), System("nudger", NUDGER_ONLY)] + [System(f"nudged@{g:g}", g) for g in gammas]
+LEARNED = "nudged-learned"
 
 
-def fingerprint(nudger: Nudger, config: NudgingConfig) -> str:
-    """Identifies the settings an answer was made with (pair, budget, decoding), not the gamma."""
+def systems_for(gammas: Sequence[float], policy: LearnedPolicy | None = None) -> list[System]:
+    """base-only, nudger-only and one nudged system per gamma (the paper's three columns), plus
+    "nudged-learned" when a learned policy is given."""
+    systems = [System("base", BASE_ONLY), System("nudger", NUDGER_ONLY)] + [System(f"nudged@{g:g}", g) for g in gammas]
+    return systems + ([System(LEARNED, None, policy)] if policy is not None else [])
+
+
+def fingerprint(nudger: Nudger, config: NudgingConfig, policy: LearnedPolicy | None = None) -> str:
+    """Identifies the settings an answer was made with (pair, budget, decoding), not the gamma;
+    a learned policy adds its content hash (answers of the gamma systems keep their fingerprint)."""
     keys = {
         "base": nudger.base.name,
         "nudger": nudger.nudger.name,
@@ -49,6 +58,8 @@ def fingerprint(nudger: Nudger, config: NudgingConfig) -> str:
         "paper_compat": config.paper_compat,
         "stop": list(config.stop),
     }
+    if policy is not None:
+        keys["policy"] = policy.digest
     return hashlib.sha1(json.dumps(keys, sort_keys=True).encode()).hexdigest()[:12]
 
 
@@ -69,6 +80,49 @@ def _key(record: dict[str, Any]) -> tuple[str, str, str, str]:
     return record["system"], record["task"], record["item_id"], record["fingerprint"]
 
 
+def _chunks(todo: list[tuple[Task, Any, System]], batch: int) -> Iterable[list[tuple[Task, Any, System]]]:
+    """Consecutive items, `batch` at a time (every system answers a chunk before the next starts)."""
+    chunk: list[tuple[Task, Any, System]] = []
+    items: set[tuple[str, str]] = set()
+    for entry in todo:
+        key = (entry[0].name, entry[1].id)
+        if key not in items and len(items) == batch:
+            yield chunk
+            chunk, items = [], set()
+        chunk.append(entry)
+        items.add(key)
+    if chunk:
+        yield chunk
+
+
+def _by_task_and_system(chunk: list[tuple[Task, Any, System]]) -> list[tuple[tuple[Task, System], list]]:
+    groups: dict[tuple[str, str], tuple[tuple[Task, System], list]] = {}
+    for task, item, system in chunk:
+        groups.setdefault((task.name, system.name), ((task, system), []))[1].append(item)
+    return list(groups.values())
+
+
+def _record(task: Task, item: Any, system: System, fp: str, res: Any) -> dict[str, Any]:
+    s = res.stats
+    record = {
+        "system": system.name,
+        "gamma": system.gamma,
+        "task": task.name,
+        "item_id": item.id,
+        "fingerprint": fp,
+        "metrics": task.score(item, res.text),
+        "nudge_share": s.nudge_share,
+        "word_share": s.word_share,
+        "output_tokens": s.output_tokens,
+        "seconds": s.seconds,  # the row's wall time (shared with its batch)
+        "stop_reason": s.stop_reason,
+        "text": res.text,
+    }
+    if system.policy is not None:
+        record["policy"] = system.policy.digest
+    return record
+
+
 def run(
     nudger: Nudger,
     task_names: Iterable[str],
@@ -78,13 +132,14 @@ def run(
     config: NudgingConfig | None = None,
     limit: int | None = None,
     progress: bool = True,
+    batch: int = 8,
 ) -> list[dict[str, Any]]:
-    """Answer the first `limit` items of each task with each system; returns this run's records
-    (cached and new). Greedy decoding unless `config` says otherwise."""
+    """Answer the first `limit` items of each task with each system, `batch` items decoded together;
+    returns this run's records (cached and new). Greedy decoding unless `config` says otherwise."""
     config = config or NudgingConfig(temperature=0.0, max_new_tokens=256, stop=("\nQuestion:",))
     results = Path(results)
     results.parent.mkdir(parents=True, exist_ok=True)
-    fp = fingerprint(nudger, config)
+    fps = {system.name: fingerprint(nudger, config, system.policy) for system in systems}
     cached = {_key(r): r for r in read_cache(results)}
     tasks: list[tuple[Task, list]] = []
     for name in task_names:
@@ -97,34 +152,22 @@ def run(
         for task, items in tasks
         for item in items
         for system in systems
-        if (system.name, task.name, item.id, fp) not in cached
+        if (system.name, task.name, item.id, fps[system.name]) not in cached
     ]
     if results.exists() and results.stat().st_size and not results.read_bytes().endswith(b"\n"):
         with results.open("ab") as f:  # a line cut off by an interrupted write: start a fresh one
             f.write(b"\n")
     out: dict[tuple[str, str, str, str], dict[str, Any]] = {}
     with results.open("a", encoding="utf-8") as f, tqdm(total=len(todo), disable=not progress, desc="eval") as bar:
-        for task, item, system in todo:
-            bar.set_postfix_str(f"{task.name} {system.name} #{item.id}")
-            res = nudger.generate(item.prompt, config, gamma=system.gamma, system=task.system)
-            s = res.stats
-            record = {
-                "system": system.name,
-                "gamma": system.gamma,
-                "task": task.name,
-                "item_id": item.id,
-                "fingerprint": fp,
-                "metrics": task.score(item, res.text),
-                "nudge_share": s.nudge_share,
-                "word_share": s.word_share,
-                "output_tokens": s.output_tokens,
-                "seconds": s.seconds,
-                "stop_reason": s.stop_reason,
-                "text": res.text,
-            }
-            f.write(json.dumps(record, ensure_ascii=False) + "\n")
-            f.flush()
-            out[_key(record)] = record
-            bar.update()
-    wanted = {(sy.name, t.name, i.id, fp) for t, items in tasks for i in items for sy in systems}
+        for chunk in _chunks(todo, batch):
+            for (task, system), group in _by_task_and_system(chunk):
+                bar.set_postfix_str(f"{task.name} {system.name} #{group[0].id}..#{group[-1].id}")
+                answers = nudger.generate_batch([item.prompt for item in group], config, gamma=system.gamma, system=task.system, policy=system.policy)
+                for item, res in zip(group, answers):
+                    record = _record(task, item, system, fps[system.name], res)
+                    f.write(json.dumps(record, ensure_ascii=False) + "\n")
+                    f.flush()
+                    out[_key(record)] = record
+                    bar.update()
+    wanted = {(sy.name, t.name, i.id, fps[sy.name]) for t, items in tasks for i in items for sy in systems}
     return [r for k, r in {**cached, **out}.items() if k in wanted]

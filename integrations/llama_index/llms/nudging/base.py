@@ -71,6 +71,7 @@ class NudgingLLM(CustomLLM):
     """
 
     gamma: float | None = Field(default=None, description="Nudge when the base's top-1 probability is below this (None: the Nudger's default).")
+    policy: Any = Field(default=None, exclude=True, description="A policy that decides instead of gamma, e.g. nudging.LearnedPolicy.load(path) (None: the Nudger's config).")
     max_new_tokens: int | None = Field(default=None, description="Answer budget in base-model tokens (None: the Nudger's default).", gt=0)
     temperature: float | None = Field(default=None, description="Sampling temperature; 0 is greedy (None: the Nudger's default).", ge=0)
     stop: list[str] = Field(default_factory=list, description="Stop strings applied to every call, e.g. ['Observation:'] for ReAct.")
@@ -119,7 +120,7 @@ class NudgingLLM(CustomLLM):
         Keywords that are not NudgingConfig fields (LlamaIndex passes its own, e.g. `formatted`)
         are ignored.
         """
-        fixed = {"gamma": self.gamma, "max_new_tokens": self.max_new_tokens, "temperature": self.temperature}
+        fixed = {"gamma": self.gamma, "policy": self.policy, "max_new_tokens": self.max_new_tokens, "temperature": self.temperature}
         overrides = {**self.generate_kwargs, **{k: v for k, v in fixed.items() if v is not None}}
         overrides.update({k: v for k, v in kwargs.items() if k in _CONFIG_FIELDS and k != "stop"})
         stop = [*self._nudger.config.stop, *self.stop, *_as_list(kwargs.get("stop"))]
