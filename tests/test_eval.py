@@ -116,3 +116,16 @@ def test_eval_command_with_limit(tiny, tmp_path, monkeypatch):
     assert len(read_cache(tmp_path / "results.jsonl")) == 4
     bad = CliRunner().invoke(app, ["--task", "mmlu", "--out", str(tmp_path)])
     assert bad.exit_code == 2 and "unknown task" in bad.output
+
+
+def test_paper_compat_rows_are_their_own_systems(tiny, tmp_path, monkeypatch):
+    seen = []
+    generate_batch = tiny.generate_batch
+    monkeypatch.setattr(tiny, "generate_batch", lambda prompts, *a, **k: seen.append((k["gamma"], k["paper_compat"])) or generate_batch(prompts, *a, **k))
+    rows, _ = run_eval(tiny, ["gsm8k"], gammas=[0.5], limit=1, max_new_tokens=5, out_dir=tmp_path, progress=False, paper_compat=True)
+    assert sorted(seen) == [(0.0, False), (0.5, False), (0.5, True), (2.0, False)]
+    records = {r["system"]: r for r in read_cache(tmp_path / "results.jsonl")}
+    assert set(records) == {"base", "nudger", "nudged@0.5", "nudged@0.5+paper"}
+    assert records["nudged@0.5+paper"]["fingerprint"] != records["nudged@0.5"]["fingerprint"]
+    assert records["nudged@0.5"]["fingerprint"] == records["base"]["fingerprint"]  # other rows keep their cache keys
+    assert {r["system"] for r in rows} == set(records)

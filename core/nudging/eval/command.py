@@ -19,6 +19,7 @@ def eval_command(
     base: Annotated[str, typer.Option("--base", help="Base model: HF id, local folder, .gguf file or embedded:base.")] = EMBEDDED_BASE,
     nudger: Annotated[str, typer.Option("--nudger", help="Nudger (chat) model: HF id, local folder, .gguf file or embedded:nudger.")] = EMBEDDED_NUDGER,
     device: Annotated[str | None, typer.Option("--device", help="cpu, cuda, cuda:1 or auto; unset: cuda if available, else cpu.")] = None,
+    paper_compat: Annotated[bool, typer.Option("--paper-compat", help="Also run each gamma with the authors' heuristics (the nudger writes the first word; prefix rule): rows nudged@γ+paper.")] = False,
     batch: Annotated[int, typer.Option("--batch", min=1, help="Items decoded together per system (same greedy answers, more throughput).")] = 8,
     policy: Annotated[str | None, typer.Option("--policy", help="Learned policy file (nudging train-policy): adds the system nudged-learned.")] = None,
 ) -> None:
@@ -42,7 +43,7 @@ def eval_command(
         except ConfigError as exc:
             raise typer.BadParameter(str(exc), param_hint="--policy") from None
     model = cli.load_nudger(base, nudger, device)
-    _, paths = run_eval(model, tasks, gammas=gamma or [0.4], limit=limit, max_new_tokens=max_new_tokens, out_dir=out_dir, policy=learned, batch=batch)
+    _, paths = run_eval(model, tasks, gammas=gamma or [0.4], limit=limit, max_new_tokens=max_new_tokens, out_dir=out_dir, policy=learned, batch=batch, paper_compat=paper_compat)
     out = Console()
     out.print(paths["markdown"].read_text(encoding="utf-8"), markup=False, soft_wrap=True)
     out.print("wrote " + ", ".join(str(p) for p in paths.values()))

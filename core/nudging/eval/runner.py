@@ -31,15 +31,18 @@ class System:
     name: str
     gamma: float | None
     policy: LearnedPolicy | None = None
+    paper_compat: bool = False  # the authors' two heuristics (first word, prefix rule)
 
 
 LEARNED = "nudged-learned"
 
 
-def systems_for(gammas: Sequence[float], policy: LearnedPolicy | None = None) -> list[System]:
+def systems_for(gammas: Sequence[float], policy: LearnedPolicy | None = None, paper_compat: bool = False) -> list[System]:
     """base-only, nudger-only and one nudged system per gamma (the paper's three columns), plus
-    "nudged-learned" when a learned policy is given."""
+    "nudged@γ+paper" per gamma with `paper_compat`, and "nudged-learned" with a learned policy."""
     systems = [System("base", BASE_ONLY), System("nudger", NUDGER_ONLY)] + [System(f"nudged@{g:g}", g) for g in gammas]
+    if paper_compat:
+        systems += [System(f"nudged@{g:g}+paper", g, paper_compat=True) for g in gammas]
     return systems + ([System(LEARNED, None, policy)] if policy is not None else [])
 
 
@@ -139,7 +142,7 @@ def run(
     config = config or NudgingConfig(temperature=0.0, max_new_tokens=256, stop=("\nQuestion:",))
     results = Path(results)
     results.parent.mkdir(parents=True, exist_ok=True)
-    fps = {system.name: fingerprint(nudger, config, system.policy) for system in systems}
+    fps = {system.name: fingerprint(nudger, config.merged(paper_compat=system.paper_compat), system.policy) for system in systems}
     cached = {_key(r): r for r in read_cache(results)}
     tasks: list[tuple[Task, list]] = []
     for name in task_names:
@@ -162,7 +165,7 @@ def run(
         for chunk in _chunks(todo, batch):
             for (task, system), group in _by_task_and_system(chunk):
                 bar.set_postfix_str(f"{task.name} {system.name} #{group[0].id}..#{group[-1].id}")
-                answers = nudger.generate_batch([item.prompt for item in group], config, gamma=system.gamma, system=task.system, policy=system.policy)
+                answers = nudger.generate_batch([item.prompt for item in group], config, gamma=system.gamma, system=task.system, policy=system.policy, paper_compat=system.paper_compat)
                 for item, res in zip(group, answers):
                     record = _record(task, item, system, fps[system.name], res)
                     f.write(json.dumps(record, ensure_ascii=False) + "\n")
