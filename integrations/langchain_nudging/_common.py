@@ -141,9 +141,15 @@ def result_metadata(result: Result) -> dict[str, Any]:
 
 async def agenerate(nudger: Nudger, prompt: Prompt, params: dict[str, Any]) -> Result:
     """`nudger.generate` in a worker thread; cancelling the awaiting task stops the generation."""
+    return (await agenerate_batch(nudger, [prompt], params))[0]
+
+
+async def agenerate_batch(nudger: Nudger, prompts: list[Prompt], params: dict[str, Any]) -> list[Result]:
+    """`nudger.generate_batch` (prompts decoded together) in a worker thread; cancelling the
+    awaiting task stops every row."""
     cancel = threading.Event()
     try:
-        return await asyncio.to_thread(nudger.generate, prompt, cancel=cancel, **params)
+        return await asyncio.to_thread(nudger.generate_batch, prompts, cancel=cancel, **params)
     finally:
         cancel.set()
 

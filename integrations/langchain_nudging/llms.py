@@ -11,7 +11,7 @@ from langchain_core.outputs import Generation, GenerationChunk, LLMResult
 
 from nudging import Result
 
-from ._common import NudgingParams, agenerate, astream, result_metadata
+from ._common import NudgingParams, agenerate_batch, astream, result_metadata
 
 
 class NudgingLLM(NudgingParams, BaseLLM):
@@ -46,8 +46,7 @@ class NudgingLLM(NudgingParams, BaseLLM):
         )
 
     async def _agenerate(self, prompts: list[str], stop: list[str] | None = None, run_manager: AsyncCallbackManagerForLLMRun | None = None, **kwargs: Any) -> LLMResult:
-        params = self.engine_overrides(stop, kwargs)
-        results = [await agenerate(self.nudger, p, params) for p in prompts]
+        results = await agenerate_batch(self.nudger, prompts, self.engine_overrides(stop, kwargs))
         return LLMResult(
             generations=[[Generation(text=r.text, generation_info=result_metadata(r))] for r in results],
             llm_output={"model_name": self.model_name},
