@@ -129,3 +129,18 @@ def test_paper_compat_rows_are_their_own_systems(tiny, tmp_path, monkeypatch):
     assert records["nudged@0.5+paper"]["fingerprint"] != records["nudged@0.5"]["fingerprint"]
     assert records["nudged@0.5"]["fingerprint"] == records["base"]["fingerprint"]  # other rows keep their cache keys
     assert {r["system"] for r in rows} == set(records)
+
+
+def test_proxy_tuned_row(tmp_path):
+    """--proxy-base adds the paper's baseline for a pair sharing a vocabulary (tiny "same" pair)."""
+    from tiny_models import tiny_llama, tiny_pair
+
+    from nudging import Nudger
+    from nudging.proxy_tuning import as_backend
+
+    b, bt, n, nt = tiny_pair("same")
+    pair = Nudger(b, bt, n, nt)
+    rows, paths = run_eval(pair, ["gsm8k"], gammas=[0.5], limit=2, max_new_tokens=5, out_dir=tmp_path, progress=False, proxy_base=as_backend(tiny_llama(nt, seed=9), nt))
+    proxy = [r for r in rows if r["system"] == "proxy-tuned"]
+    assert len(proxy) == 1 and proxy[0]["n"] == 2 and proxy[0]["nudge_share"] == 0.0
+    assert "| gsm8k | proxy-tuned | – | 2 |" in paths["markdown"].read_text()

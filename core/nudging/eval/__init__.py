@@ -31,6 +31,7 @@ def run_eval(
     policy: LearnedPolicy | None = None,
     batch: int = 8,
     paper_compat: bool = False,
+    proxy_base: Any = None,
 ) -> tuple[list[dict[str, Any]], dict[str, Path]]:
     """Evaluate base-only, nudger-only and nudged (one system per gamma, plus "nudged-learned" with a
     learned `policy`), greedy, on the first `limit` items of each task; answers go to out_dir/results.jsonl, the table to out_dir/table.*.
@@ -41,7 +42,7 @@ def run_eval(
     out_dir = Path(out_dir)
     config = NudgingConfig(temperature=0.0, max_new_tokens=max_new_tokens, stop=("\nQuestion:",))
     records = runner.run(
-        nudger, tasks, systems_for(gammas, policy, paper_compat), out_dir / "results.jsonl", config=config, limit=limit, progress=progress, batch=batch
+        nudger, tasks, systems_for(gammas, policy, paper_compat, proxy_base), out_dir / "results.jsonl", config=config, limit=limit, progress=progress, batch=batch
     )
     rows = report.aggregate(records)
     settings = {

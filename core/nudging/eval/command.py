@@ -6,6 +6,7 @@ from typing import Annotated
 
 import typer
 
+from ..errors import NudgingError
 from ..models import EMBEDDED_BASE, EMBEDDED_NUDGER
 from .tasks import TASKS
 
@@ -19,6 +20,7 @@ def eval_command(
     base: Annotated[str, typer.Option("--base", help="Base model: HF id, local folder, .gguf file or embedded:base.")] = EMBEDDED_BASE,
     nudger: Annotated[str, typer.Option("--nudger", help="Nudger (chat) model: HF id, local folder, .gguf file or embedded:nudger.")] = EMBEDDED_NUDGER,
     device: Annotated[str | None, typer.Option("--device", help="cpu, cuda, cuda:1 or auto; unset: cuda if available, else cpu.")] = None,
+    proxy_base: Annotated[str | None, typer.Option("--proxy-base", help="The nudger's own base model (same vocabulary as both models): adds the paper's proxy-tuning baseline.")] = None,
     paper_compat: Annotated[bool, typer.Option("--paper-compat", help="Also run each gamma with the authors' heuristics (the nudger writes the first word; prefix rule): rows nudged@γ+paper.")] = False,
     batch: Annotated[int, typer.Option("--batch", min=1, help="Items decoded together per system (same greedy answers, more throughput).")] = 8,
     policy: Annotated[str | None, typer.Option("--policy", help="Learned policy file (nudging train-policy): adds the system nudged-learned.")] = None,
@@ -43,7 +45,17 @@ def eval_command(
         except ConfigError as exc:
             raise typer.BadParameter(str(exc), param_hint="--policy") from None
     model = cli.load_nudger(base, nudger, device)
-    _, paths = run_eval(model, tasks, gammas=gamma or [0.4], limit=limit, max_new_tokens=max_new_tokens, out_dir=out_dir, policy=learned, batch=batch, paper_compat=paper_compat)
+    anti = None
+    if proxy_base is not None:
+        from ..models import load_model
+        from ..proxy_tuning import as_backend, check_vocabulary
+
+        try:
+            anti = as_backend(*load_model(proxy_base, device_map=device))
+            check_vocabulary(model.base, model.nudger, anti)
+        except NudgingError as exc:
+            cli.fail(str(exc))
+    _, paths = run_eval(model, tasks, gammas=gamma or [0.4], limit=limit, max_new_tokens=max_new_tokens, out_dir=out_dir, policy=learned, batch=batch, paper_compat=paper_compat, proxy_base=anti)
     out = Console()
     out.print(paths["markdown"].read_text(encoding="utf-8"), markup=False, soft_wrap=True)
     out.print("wrote " + ", ".join(str(p) for p in paths.values()))

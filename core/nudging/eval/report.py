@@ -12,6 +12,12 @@ from .tasks import PUNKT_NOTE, get_task
 _IFEVAL_COLUMNS = ("prompt_strict", "prompt_loose", "inst_strict", "inst_loose")
 
 
+def _gamma_label(row: dict[str, Any]) -> str:
+    if row["gamma"] is not None:
+        return format(row["gamma"], "g")
+    return "–" if row["system"] == "proxy-tuned" else "learned"
+
+
 def aggregate(records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
     """One row per (task, system): n items, accuracy, IFEval's four accuracies, shares, tokens/s.
 
@@ -54,7 +60,7 @@ def markdown(rows: list[dict[str, Any]], settings: dict[str, Any]) -> str:
     for r in rows:
         ifeval = ("{prompt_strict:.3f} / {prompt_loose:.3f}".format(**r), "{inst_strict:.3f} / {inst_loose:.3f}".format(**r)) if r["task"] == "ifeval" else ("", "")
         lines.append(
-            f"| {r['task']} | {r['system']} | {'learned' if r['gamma'] is None else format(r['gamma'], 'g')} | {r['n']} | {r['accuracy']:.3f} | {ifeval[0]} | {ifeval[1]} "
+            f"| {r['task']} | {r['system']} | {_gamma_label(r)} | {r['n']} | {r['accuracy']:.3f} | {ifeval[0]} | {ifeval[1]} "
             f"| {r['nudge_share']:.3f} | {r['word_share']:.3f} | {r['tokens_per_second']:.1f} |"
         )
     notes = [

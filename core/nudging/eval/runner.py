@@ -19,6 +19,7 @@ from tqdm.auto import tqdm
 from ..config import NudgingConfig
 from ..engine import Nudger
 from ..learned_policy import LearnedPolicy
+from ..proxy_tuning import proxy_generate
 from .tasks import Task, ensure_punkt, get_task
 
 BASE_ONLY, NUDGER_ONLY = 0.0, 2.0  # gamma 0: the base writes everything; gamma > 1: the nudger does
@@ -32,21 +33,27 @@ class System:
     gamma: float | None
     policy: LearnedPolicy | None = None
     paper_compat: bool = False  # the authors' two heuristics (first word, prefix rule)
+    anti: Any = None  # proxy-tuning: the chat model's own base (LocalModel), the anti-expert
 
 
 LEARNED = "nudged-learned"
 
 
-def systems_for(gammas: Sequence[float], policy: LearnedPolicy | None = None, paper_compat: bool = False) -> list[System]:
+PROXY = "proxy-tuned"
+
+
+def systems_for(gammas: Sequence[float], policy: LearnedPolicy | None = None, paper_compat: bool = False, anti: Any = None) -> list[System]:
     """base-only, nudger-only and one nudged system per gamma (the paper's three columns), plus
-    "nudged@γ+paper" per gamma with `paper_compat`, and "nudged-learned" with a learned policy."""
+    "nudged@γ+paper" per gamma with `paper_compat`, "nudged-learned" with a learned policy, and
+    "proxy-tuned" (the paper's baseline) given the nudger's own base model as `anti`."""
     systems = [System("base", BASE_ONLY), System("nudger", NUDGER_ONLY)] + [System(f"nudged@{g:g}", g) for g in gammas]
     if paper_compat:
         systems += [System(f"nudged@{g:g}+paper", g, paper_compat=True) for g in gammas]
-    return systems + ([System(LEARNED, None, policy)] if policy is not None else [])
+    systems += [System(LEARNED, None, policy)] if policy is not None else []
+    return systems + ([System(PROXY, None, anti=anti)] if anti is not None else [])
 
 
-def fingerprint(nudger: Nudger, config: NudgingConfig, policy: LearnedPolicy | None = None) -> str:
+def fingerprint(nudger: Nudger, config: NudgingConfig, policy: LearnedPolicy | None = None, anti: Any = None) -> str:
     """Identifies the settings an answer was made with (pair, budget, decoding), not the gamma;
     a learned policy adds its content hash (answers of the gamma systems keep their fingerprint)."""
     keys = {
@@ -63,6 +70,8 @@ def fingerprint(nudger: Nudger, config: NudgingConfig, policy: LearnedPolicy | N
     }
     if policy is not None:
         keys["policy"] = policy.digest
+    if anti is not None:
+        keys["proxy_anti_expert"] = anti.name
     return hashlib.sha1(json.dumps(keys, sort_keys=True).encode()).hexdigest()[:12]
 
 
@@ -142,7 +151,7 @@ def run(
     config = config or NudgingConfig(temperature=0.0, max_new_tokens=256, stop=("\nQuestion:",))
     results = Path(results)
     results.parent.mkdir(parents=True, exist_ok=True)
-    fps = {system.name: fingerprint(nudger, config.merged(paper_compat=system.paper_compat), system.policy) for system in systems}
+    fps = {system.name: fingerprint(nudger, config.merged(paper_compat=system.paper_compat), system.policy, system.anti) for system in systems}
     cached = {_key(r): r for r in read_cache(results)}
     tasks: list[tuple[Task, list]] = []
     for name in task_names:
@@ -165,7 +174,7 @@ def run(
         for chunk in _chunks(todo, batch):
             for (task, system), group in _by_task_and_system(chunk):
                 bar.set_postfix_str(f"{task.name} {system.name} #{group[0].id}..#{group[-1].id}")
-                answers = nudger.generate_batch([item.prompt for item in group], config, gamma=system.gamma, system=task.system, policy=system.policy, paper_compat=system.paper_compat)
+                answers = [proxy_generate(nudger, system.anti, item.prompt, config, system=task.system) for item in group] if system.anti is not None else nudger.generate_batch([item.prompt for item in group], config, gamma=system.gamma, system=task.system, policy=system.policy, paper_compat=system.paper_compat)
                 for item, res in zip(group, answers):
                     record = _record(task, item, system, fps[system.name], res)
                     f.write(json.dumps(record, ensure_ascii=False) + "\n")
