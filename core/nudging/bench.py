@@ -164,6 +164,13 @@ def pyplot() -> Any:
     return plt
 
 
+def save_png(plt: Any, fig: Any, path: Path) -> Path:
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
 def write(reports: list[BenchReport], out_dir: Path) -> tuple[Path, Path | None]:
     """JSON of every run, and a PNG chart of tokens/s when matplotlib is installed."""
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -184,11 +191,7 @@ def write(reports: list[BenchReport], out_dir: Path) -> tuple[Path, Path | None]
     ax.set_xticks(list(xs), labels, fontsize=7)
     ax.set_ylabel("tokens / s (median over prompts)")
     ax.legend(fontsize=7)
-    fig.tight_layout()
-    png_path = out_dir / "bench.png"
-    fig.savefig(png_path, dpi=120)
-    plt.close(fig)
-    return json_path, png_path
+    return json_path, save_png(plt, fig, out_dir / "bench.png")
 
 
 # Llama-shaped random models of real sizes, for speed work where real weights cannot travel (e.g. a

@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from .bench import PROMPTS, _sync, peak_memory_mb, pyplot
+from .bench import PROMPTS, _sync, peak_memory_mb, pyplot, save_png
 from .config import NudgingConfig
 from .engine import Nudger
 
@@ -120,8 +120,4 @@ def write(report: dict[str, Any], out_dir: Path) -> tuple[Path, Path | None]:
     ax.set_ylabel("total tokens / s")
     ax.set_title(f"{report['device']}, γ={report['gamma']}", fontsize=8)
     ax.legend(fontsize=7)
-    fig.tight_layout()
-    png_path = out_dir / "batch.png"
-    fig.savefig(png_path, dpi=120)
-    plt.close(fig)
-    return json_path, png_path
+    return json_path, save_png(plt, fig, out_dir / "batch.png")
