@@ -22,9 +22,8 @@ from .views import Forward
 class _Row:
     key: Hashable
     steps: Steps
-    send: Any = None  # what to send into the coroutine next (the logits of its last request)
+    send: Any = None  # what to send into the coroutine next (the logits of its last request; None to start it)
     request: Forward | None = None
-    started: bool = False
 
 
 @dataclass
@@ -85,8 +84,8 @@ class BatchDecoder:
     def _advance(self, row: _Row, out: list) -> bool:
         """Run one row's coroutine until it asks for a forward (True) or ends (False)."""
         try:
-            item = row.steps.send(row.send) if row.started else next(row.steps)
-            row.started, row.send = True, None
+            item = row.steps.send(row.send)
+            row.send = None
             while not isinstance(item, Forward):
                 out.append((row.key, item))
                 item = next(row.steps)

@@ -54,6 +54,7 @@ class LocalModel:
         params = inspect.signature(model.forward).parameters
         # transformers >= 5.2x renamed past_key_values to cache
         self._cache_kw = "cache" if "cache" in params else "past_key_values"
+        self._backbone_cache_kw = "cache" if "cache" in inspect.signature(model.base_model.forward).parameters else "past_key_values"
         self._keep_kw = "logits_to_keep" if "logits_to_keep" in params else None
         self._split: bool | None = None  # does backbone + output layer reproduce the model's logits?
 
@@ -111,21 +112,19 @@ class LocalModel:
             for r, (L, n) in enumerate(zip(lens, counts)):
                 mask[r, P - L : P + n] = 1
             kwargs["attention_mask"] = mask.to(dev)
-        kwargs[self._cache_kw] = cache
         want_hidden = any(s.keep_hidden for s in sessions)
         rows = [(r, c) for r, (n, k) in enumerate(zip(counts, keeps)) for c in range(n - k, n)]
         sel_r = torch.tensor([r for r, _ in rows], device=dev)
         sel_c = torch.tensor([c for _, c in rows], device=dev)
         t0 = time.perf_counter()
         if self._check_split():
-            backbone = self.model.base_model
-            h = backbone(input_ids=x.to(dev), **_cache_kwargs(backbone, kwargs)).last_hidden_state
+            h = self.model.base_model(input_ids=x.to(dev), **{self._backbone_cache_kw: cache}, **kwargs).last_hidden_state
             logits = self._head(h[sel_r, sel_c])
         else:  # logits for every column any row needs, then pick each row's
             cols = sorted({c for _, c in rows})
             if self._keep_kw:
                 kwargs[self._keep_kw] = torch.tensor(cols, device=dev)
-            out = self.model(input_ids=x.to(dev), output_hidden_states=want_hidden, **kwargs)
+            out = self.model(input_ids=x.to(dev), output_hidden_states=want_hidden, **{self._cache_kw: cache}, **kwargs)
             col_of = {c: i for i, c in enumerate(cols)} if self._keep_kw else {c: c for c in range(N)}
             logits = out.logits[sel_r, torch.tensor([col_of[c] for _, c in rows], device=dev)].float()
             h = out.hidden_states[-1] if want_hidden else None
@@ -143,17 +142,6 @@ class LocalModel:
             s.forwards += 1
             s.seconds += share
         return out_rows
-
-
-def _cache_kwargs(backbone: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
-    """The CausalLM's kwargs as its backbone names them (the cache keyword may differ)."""
-    params = inspect.signature(backbone.forward).parameters
-    out = dict(kwargs)
-    for kw in ("cache", "past_key_values"):
-        if kw in out and kw not in params:
-            other = "past_key_values" if kw == "cache" else "cache"
-            out[other] = out.pop(kw)
-    return out
 
 
 def _stack(caches: Sequence[DynamicCache], lens: Sequence[int], P: int) -> DynamicCache:
