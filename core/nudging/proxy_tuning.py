@@ -69,6 +69,7 @@ def proxy_generate(pair: Nudger, chat_base: LocalModel, prompt: Prompt, config: 
                 break
             pending = [[token]] * 3
     finally:
+        forwards = sessions[0].forwards
         for s in sessions:
             s.close()
     seconds = time.perf_counter() - t0
@@ -77,8 +78,8 @@ def proxy_generate(pair: Nudger, chat_base: LocalModel, prompt: Prompt, config: 
         prompt_tokens=len(base_ids),
         output_tokens=n,
         base_tokens=n,
-        base_forwards=n + 1,
-        nudger_forwards=n + 1,
+        base_forwards=forwards,
+        nudger_forwards=forwards,
         seconds=seconds,
         tokens_per_second=n / seconds if seconds > 0 else 0.0,
         stop_reason=reason,
