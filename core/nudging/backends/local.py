@@ -54,7 +54,7 @@ class LocalModel:
         params = inspect.signature(model.forward).parameters
         # transformers >= 5.2x renamed past_key_values to cache
         self._cache_kw = "cache" if "cache" in params else "past_key_values"
-        self._backbone_cache_kw = "cache" if "cache" in inspect.signature(model.base_model.forward).parameters else "past_key_values"
+        self._backbone_cache_kw = "past_key_values"  # set with _split, on first use
         self._keep_kw = "logits_to_keep" if "logits_to_keep" in params else None
         self._split: bool | None = None  # does backbone + output layer reproduce the model's logits?
 
@@ -88,6 +88,8 @@ class LocalModel:
             out = self.model(input_ids=x, use_cache=False, output_hidden_states=True)
             mine = self._head(out.hidden_states[-1])
             self._split = bool(torch.allclose(mine, out.logits.float(), rtol=1e-3, atol=1e-3))
+            if "cache" in inspect.signature(self.model.base_model.forward).parameters:
+                self._backbone_cache_kw = "cache"
         return self._split
 
     @torch.inference_mode()
