@@ -121,7 +121,7 @@ def test_eval_command_with_limit(tiny, tmp_path, monkeypatch):
 def test_paper_compat_rows_are_their_own_systems(tiny, tmp_path, monkeypatch):
     seen = []
     generate_batch = tiny.generate_batch
-    monkeypatch.setattr(tiny, "generate_batch", lambda prompts, *a, **k: seen.append((k["gamma"], k["paper_compat"])) or generate_batch(prompts, *a, **k))
+    monkeypatch.setattr(tiny, "generate_batch", lambda prompts, cfg, **k: seen.append((k["gamma"], cfg.paper_compat)) or generate_batch(prompts, cfg, **k))
     rows, _ = run_eval(tiny, ["gsm8k"], gammas=[0.5], limit=1, max_new_tokens=5, out_dir=tmp_path, progress=False, paper_compat=True)
     assert sorted(seen) == [(0.0, False), (0.5, False), (0.5, True), (2.0, False)]
     records = {r["system"]: r for r in read_cache(tmp_path / "results.jsonl")}
@@ -129,6 +129,20 @@ def test_paper_compat_rows_are_their_own_systems(tiny, tmp_path, monkeypatch):
     assert records["nudged@0.5+paper"]["fingerprint"] != records["nudged@0.5"]["fingerprint"]
     assert records["nudged@0.5"]["fingerprint"] == records["base"]["fingerprint"]  # other rows keep their cache keys
     assert {r["system"] for r in rows} == set(records)
+
+
+def test_draft_length_rows_decode_with_their_k(tiny, tmp_path, monkeypatch):
+    """--draft-tokens adds nudged@γ,K=k rows: their own K and cache keys, the other rows unchanged."""
+    seen = []
+    generate_batch = tiny.generate_batch
+    monkeypatch.setattr(tiny, "generate_batch", lambda prompts, cfg, **k: seen.append((k["gamma"], cfg.draft_tokens)) or generate_batch(prompts, cfg, **k))
+    rows, paths = run_eval(tiny, ["gsm8k"], gammas=[0.5], limit=1, max_new_tokens=6, out_dir=tmp_path, progress=False, draft_lengths=[1, 3])
+    assert sorted(seen) == [(0.0, 16), (0.5, 1), (0.5, 3), (0.5, 16), (2.0, 16)]
+    records = {r["system"]: r for r in read_cache(tmp_path / "results.jsonl")}
+    assert set(records) == {"base", "nudger", "nudged@0.5", "nudged@0.5,K=1", "nudged@0.5,K=3"}
+    assert len({records[s]["fingerprint"] for s in ("nudged@0.5", "nudged@0.5,K=1", "nudged@0.5,K=3")}) == 3
+    assert records["nudged@0.5"]["fingerprint"] == records["base"]["fingerprint"]
+    assert "| gsm8k | nudged@0.5,K=1 | 0.5 | 1 |" in paths["markdown"].read_text()
 
 
 def test_proxy_tuned_row(tmp_path):

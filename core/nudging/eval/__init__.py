@@ -32,9 +32,10 @@ def run_eval(
     batch: int = 8,
     paper_compat: bool = False,
     proxy_base: Any = None,
+    draft_lengths: Sequence[int] = (),
 ) -> tuple[list[dict[str, Any]], dict[str, Path]]:
     """Evaluate base-only, nudger-only and nudged (one system per gamma, plus "nudged-learned" with a
-    learned `policy`), greedy, on the first `limit` items of each task; answers go to out_dir/results.jsonl, the table to out_dir/table.*.
+    learned `policy` and "nudged@γ,K=k" per `draft_lengths`), greedy, on the first `limit` items of each task; answers go to out_dir/results.jsonl, the table to out_dir/table.*.
 
     Returns the table rows and the written paths. Base continuations that start a new
     "Question:" are cut (the plain template's next turn), for every system alike.
@@ -42,7 +43,7 @@ def run_eval(
     out_dir = Path(out_dir)
     config = NudgingConfig(temperature=0.0, max_new_tokens=max_new_tokens, stop=("\nQuestion:",))
     records = runner.run(
-        nudger, tasks, systems_for(gammas, policy, paper_compat, proxy_base), out_dir / "results.jsonl", config=config, limit=limit, progress=progress, batch=batch
+        nudger, tasks, systems_for(gammas, policy, paper_compat, proxy_base, draft_lengths), out_dir / "results.jsonl", config=config, limit=limit, progress=progress, batch=batch
     )
     rows = report.aggregate(records)
     settings = {

@@ -23,6 +23,7 @@ def eval_command(
     proxy_base: Annotated[str | None, typer.Option("--proxy-base", help="The nudger's own base model (same vocabulary as both models): adds the paper's proxy-tuning baseline.")] = None,
     paper_compat: Annotated[bool, typer.Option("--paper-compat", help="Also run each gamma with the authors' heuristics (the nudger writes the first word; prefix rule): rows nudged@γ+paper.")] = False,
     batch: Annotated[int, typer.Option("--batch", min=1, help="Items decoded together per system (same greedy answers, more throughput).")] = 8,
+    draft_tokens: Annotated[list[int] | None, typer.Option("--draft-tokens", "-k", min=1, help="Also run each gamma with this draft length K (repeatable): rows nudged@γ,K=k.")] = None,
     policy: Annotated[str | None, typer.Option("--policy", help="Learned policy file (nudging train-policy): adds the system nudged-learned.")] = None,
 ) -> None:
     """Base-only vs nudger-only vs nudged (and nudged-learned with --policy), greedy, on offline IFEval/GSM8K/ARC; cached per item, so reruns resume."""
@@ -55,7 +56,7 @@ def eval_command(
             check_vocabulary(model.base, model.nudger, anti)
         except NudgingError as exc:
             cli.fail(str(exc))
-    _, paths = run_eval(model, tasks, gammas=gamma or [0.4], limit=limit, max_new_tokens=max_new_tokens, out_dir=out_dir, policy=learned, batch=batch, paper_compat=paper_compat, proxy_base=anti)
+    _, paths = run_eval(model, tasks, gammas=gamma or [0.4], limit=limit, max_new_tokens=max_new_tokens, out_dir=out_dir, policy=learned, batch=batch, paper_compat=paper_compat, proxy_base=anti, draft_lengths=draft_tokens or ())
     out = Console()
     out.print(paths["markdown"].read_text(encoding="utf-8"), markup=False, soft_wrap=True)
     out.print("wrote " + ", ".join(str(p) for p in paths.values()))

@@ -34,6 +34,11 @@ class System:
     policy: LearnedPolicy | None = None
     paper_compat: bool = False  # the authors' two heuristics (first word, prefix rule)
     anti: Any = None  # proxy-tuning: the chat model's own base (LocalModel), the anti-expert
+    draft_tokens: int | None = None  # K of this system's nudge rounds (None: the run's config)
+
+    def config(self, base: NudgingConfig) -> NudgingConfig:
+        """The run's settings as this system decodes them (its gamma and policy are passed apart)."""
+        return base.merged(paper_compat=self.paper_compat, draft_tokens=self.draft_tokens)
 
 
 LEARNED = "nudged-learned"
@@ -42,13 +47,15 @@ LEARNED = "nudged-learned"
 PROXY = "proxy-tuned"
 
 
-def systems_for(gammas: Sequence[float], policy: LearnedPolicy | None = None, paper_compat: bool = False, anti: Any = None) -> list[System]:
+def systems_for(gammas: Sequence[float], policy: LearnedPolicy | None = None, paper_compat: bool = False, anti: Any = None, draft_lengths: Sequence[int] = ()) -> list[System]:
     """base-only, nudger-only and one nudged system per gamma (the paper's three columns), plus
-    "nudged@γ+paper" per gamma with `paper_compat`, "nudged-learned" with a learned policy, and
-    "proxy-tuned" (the paper's baseline) given the nudger's own base model as `anti`."""
+    "nudged@γ+paper" per gamma with `paper_compat`, "nudged@γ,K=k" per gamma and draft length k,
+    "nudged-learned" with a learned policy, and "proxy-tuned" (the paper's baseline) given the
+    nudger's own base model as `anti`."""
     systems = [System("base", BASE_ONLY), System("nudger", NUDGER_ONLY)] + [System(f"nudged@{g:g}", g) for g in gammas]
     if paper_compat:
         systems += [System(f"nudged@{g:g}+paper", g, paper_compat=True) for g in gammas]
+    systems += [System(f"nudged@{g:g},K={k}", g, draft_tokens=k) for g in gammas for k in draft_lengths]
     systems += [System(LEARNED, None, policy)] if policy is not None else []
     return systems + ([System(PROXY, None, anti=anti)] if anti is not None else [])
 
@@ -151,7 +158,7 @@ def run(
     config = config or NudgingConfig(temperature=0.0, max_new_tokens=256, stop=("\nQuestion:",))
     results = Path(results)
     results.parent.mkdir(parents=True, exist_ok=True)
-    fps = {system.name: fingerprint(nudger, config.merged(paper_compat=system.paper_compat), system.policy, system.anti) for system in systems}
+    fps = {system.name: fingerprint(nudger, system.config(config), system.policy, system.anti) for system in systems}
     cached = {_key(r): r for r in read_cache(results)}
     tasks: list[tuple[Task, list]] = []
     for name in task_names:
@@ -174,7 +181,11 @@ def run(
         for chunk in _chunks(todo, batch):
             for (task, system), group in _by_task_and_system(chunk):
                 bar.set_postfix_str(f"{task.name} {system.name} #{group[0].id}..#{group[-1].id}")
-                answers = [proxy_generate(nudger, system.anti, item.prompt, config, system=task.system) for item in group] if system.anti is not None else nudger.generate_batch([item.prompt for item in group], config, gamma=system.gamma, system=task.system, policy=system.policy, paper_compat=system.paper_compat)
+                prompts, cfg = [item.prompt for item in group], system.config(config)
+                if system.anti is not None:
+                    answers = [proxy_generate(nudger, system.anti, prompt, cfg, system=task.system) for prompt in prompts]
+                else:
+                    answers = nudger.generate_batch(prompts, cfg, gamma=system.gamma, system=task.system, policy=system.policy)
                 for item, res in zip(group, answers):
                     record = _record(task, item, system, fps[system.name], res)
                     f.write(json.dumps(record, ensure_ascii=False) + "\n")
