@@ -145,6 +145,24 @@ def test_draft_length_rows_decode_with_their_k(tiny, tmp_path, monkeypatch):
     assert "| gsm8k | nudged@0.5,K=1 | 0.5 | 1 |" in paths["markdown"].read_text()
 
 
+def test_base_template_is_a_setting_of_the_whole_run(tiny, tmp_path, monkeypatch):
+    """--base-template changes the base's prompt format and stop string, and keys its own cache entries."""
+    seen = []
+    generate_batch = tiny.generate_batch
+    monkeypatch.setattr(tiny, "generate_batch", lambda prompts, cfg, **k: seen.append(cfg) or generate_batch(prompts, cfg, **k))
+    run_eval(tiny, ["gsm8k"], gammas=[0.5], limit=1, max_new_tokens=4, out_dir=tmp_path, progress=False)
+    _, paths = run_eval(tiny, ["gsm8k"], gammas=[0.5], limit=1, max_new_tokens=4, out_dir=tmp_path, progress=False, base_template="instruct")
+    assert [c.stop for c in seen] == [("\nQuestion:",)] * 3 + [("\n### Instruction:",)] * 3
+    assert seen[-1].base_template.answer_prefix == "### Response:\n"
+    fps = {(r["system"], r["fingerprint"]) for r in read_cache(tmp_path / "results.jsonl")}
+    assert len(fps) == 6 and len({fp for _, fp in fps}) == 2
+    assert "base_template=instruct" in paths["markdown"].read_text()
+    app = typer.Typer()
+    app.command()(eval_command)
+    bad = CliRunner().invoke(app, ["--base-template", "alpaca", "--out", str(tmp_path)])
+    assert bad.exit_code == 2 and "unknown base template" in bad.output
+
+
 def test_proxy_tuned_row(tmp_path):
     """--proxy-base adds the paper's baseline for a pair sharing a vocabulary (tiny "same" pair)."""
     from tiny_models import tiny_llama, tiny_pair

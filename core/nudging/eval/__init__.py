@@ -9,7 +9,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Sequence
 
-from ..config import NudgingConfig
 from ..engine import Nudger
 from ..learned_policy import LearnedPolicy
 from . import report, runner
@@ -33,15 +32,17 @@ def run_eval(
     paper_compat: bool = False,
     proxy_base: Any = None,
     draft_lengths: Sequence[int] = (),
+    base_template: str = "plain",
 ) -> tuple[list[dict[str, Any]], dict[str, Path]]:
     """Evaluate base-only, nudger-only and nudged (one system per gamma, plus "nudged-learned" with a
     learned `policy` and "nudged@γ,K=k" per `draft_lengths`), greedy, on the first `limit` items of each task; answers go to out_dir/results.jsonl, the table to out_dir/table.*.
 
-    Returns the table rows and the written paths. Base continuations that start a new
-    "Question:" are cut (the plain template's next turn), for every system alike.
+    Returns the table rows and the written paths. `base_template` names the base's prompt format
+    (runner.BASE_TEMPLATES; default the paper's "Question:/Answer:"); continuations that start the
+    template's next question are cut, for every system alike.
     """
     out_dir = Path(out_dir)
-    config = NudgingConfig(temperature=0.0, max_new_tokens=max_new_tokens, stop=("\nQuestion:",))
+    config = runner.eval_config(max_new_tokens, base_template)
     records = runner.run(
         nudger, tasks, systems_for(gammas, policy, paper_compat, proxy_base, draft_lengths), out_dir / "results.jsonl", config=config, limit=limit, progress=progress, batch=batch
     )
@@ -52,7 +53,8 @@ def run_eval(
         "decoding": "greedy",
         "max_new_tokens": max_new_tokens,
         "limit": limit,
-        "stop": "\\nQuestion:",
+        "base_template": base_template,
+        "stop": repr(config.stop[0]),
     }
     if policy is not None:
         settings["learned_policy"] = f"{policy.digest} (eta {policy.eta:.4g})"

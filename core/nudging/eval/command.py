@@ -8,6 +8,7 @@ import typer
 
 from ..errors import NudgingError
 from ..models import EMBEDDED_BASE, EMBEDDED_NUDGER
+from .runner import BASE_TEMPLATES
 from .tasks import TASKS
 
 
@@ -24,6 +25,7 @@ def eval_command(
     paper_compat: Annotated[bool, typer.Option("--paper-compat", help="Also run each gamma with the authors' heuristics (the nudger writes the first word; prefix rule): rows nudged@γ+paper.")] = False,
     batch: Annotated[int, typer.Option("--batch", min=1, help="Items decoded together per system (same greedy answers, more throughput).")] = 8,
     draft_tokens: Annotated[list[int] | None, typer.Option("--draft-tokens", "-k", min=1, help="Also run each gamma with this draft length K (repeatable): rows nudged@γ,K=k.")] = None,
+    base_template: Annotated[str, typer.Option("--base-template", help="The base's prompt format: plain (the paper's Question:/Answer:), chat (User:/Assistant:) or instruct (### Instruction:/### Response:).")] = "plain",
     policy: Annotated[str | None, typer.Option("--policy", help="Learned policy file (nudging train-policy): adds the system nudged-learned.")] = None,
 ) -> None:
     """Base-only vs nudger-only vs nudged (and nudged-learned with --policy), greedy, on offline IFEval/GSM8K/ARC; cached per item, so reruns resume."""
@@ -36,6 +38,8 @@ def eval_command(
     for name in tasks:
         if name not in TASKS:
             cli.fail(f"unknown task {name!r}; choose from {', '.join(TASKS)}")
+    if base_template not in BASE_TEMPLATES:
+        cli.fail(f"unknown base template {base_template!r}; choose from {', '.join(BASE_TEMPLATES)}")
     learned = None
     if policy is not None:
         from ..errors import ConfigError
@@ -56,7 +60,7 @@ def eval_command(
             check_vocabulary(model.base, model.nudger, anti)
         except NudgingError as exc:
             cli.fail(str(exc))
-    _, paths = run_eval(model, tasks, gammas=gamma or [0.4], limit=limit, max_new_tokens=max_new_tokens, out_dir=out_dir, policy=learned, batch=batch, paper_compat=paper_compat, proxy_base=anti, draft_lengths=draft_tokens or ())
+    _, paths = run_eval(model, tasks, gammas=gamma or [0.4], limit=limit, max_new_tokens=max_new_tokens, out_dir=out_dir, policy=learned, batch=batch, paper_compat=paper_compat, proxy_base=anti, draft_lengths=draft_tokens or (), base_template=base_template)
     out = Console()
     out.print(paths["markdown"].read_text(encoding="utf-8"), markup=False, soft_wrap=True)
     out.print("wrote " + ", ".join(str(p) for p in paths.values()))

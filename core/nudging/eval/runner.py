@@ -16,8 +16,9 @@ from typing import Any, Iterable, Sequence
 
 from tqdm.auto import tqdm
 
-from ..config import NudgingConfig
+from ..config import BaseTemplate, NudgingConfig
 from ..engine import Nudger
+from ..errors import ConfigError
 from ..learned_policy import LearnedPolicy
 from ..proxy_tuning import proxy_generate
 from .tasks import Task, ensure_punkt, get_task
@@ -42,6 +43,23 @@ class System:
 
 
 LEARNED = "nudged-learned"
+
+# The base's plain-text prompt formats the investigation compares: the paper's (default), a chat-like
+# one and an Alpaca-style instruction one. Each stops where the base would start the next turn.
+BASE_TEMPLATES = {
+    "plain": BaseTemplate(),
+    "chat": BaseTemplate("User: ", "Assistant: "),
+    "instruct": BaseTemplate("### Instruction:\n", "### Response:\n", "\n\n"),
+}
+
+
+def eval_config(max_new_tokens: int, template: str = "plain") -> NudgingConfig:
+    """Greedy decoding with `template` for the base, stopping at the base's next question."""
+    if template not in BASE_TEMPLATES:
+        raise ConfigError(f"unknown base template {template!r}; choose from {', '.join(BASE_TEMPLATES)}")
+    base_template = BASE_TEMPLATES[template]
+    stop = "\n" + base_template.question_prefix.strip()
+    return NudgingConfig(temperature=0.0, max_new_tokens=max_new_tokens, stop=(stop,), base_template=base_template)
 
 
 PROXY = "proxy-tuned"
@@ -75,6 +93,8 @@ def fingerprint(nudger: Nudger, config: NudgingConfig, policy: LearnedPolicy | N
         "paper_compat": config.paper_compat,
         "stop": list(config.stop),
     }
+    if config.base_template != BaseTemplate():  # the paper's template keeps the keys answers were cached under
+        keys["base_template"] = vars(config.base_template)
     if policy is not None:
         keys["policy"] = policy.digest
     if anti is not None:
@@ -155,7 +175,7 @@ def run(
 ) -> list[dict[str, Any]]:
     """Answer the first `limit` items of each task with each system, `batch` items decoded together;
     returns this run's records (cached and new). Greedy decoding unless `config` says otherwise."""
-    config = config or NudgingConfig(temperature=0.0, max_new_tokens=256, stop=("\nQuestion:",))
+    config = config or eval_config(256)
     results = Path(results)
     results.parent.mkdir(parents=True, exist_ok=True)
     fps = {system.name: fingerprint(nudger, system.config(config), system.policy, system.anti) for system in systems}
