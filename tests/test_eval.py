@@ -35,6 +35,18 @@ def test_offline_data_sizes_and_fields():
             assert not item.prompt.startswith("Question:") and not item.prompt.endswith("Answer:")
 
 
+def test_wilson_interval_and_exact_mcnemar():
+    from nudging.eval.report import mcnemar, paired, wilson
+
+    assert wilson(0, 10) == (0.0, pytest.approx(0.2775, abs=1e-4))
+    assert wilson(5, 10) == (pytest.approx(0.2366, abs=1e-4), pytest.approx(0.7634, abs=1e-4))
+    assert wilson(0, 0) == (0.0, 1.0)
+    assert mcnemar(0, 0) == 1.0 and mcnemar(5, 0) == 2 / 32 and mcnemar(3, 1) == mcnemar(1, 3) == 0.625
+    rec = lambda system, item, ok: {"task": "gsm8k", "system": system, "item_id": item, "metrics": {"correct": ok}}  # noqa: E731
+    records = [rec("base", "1", 0.0), rec("base", "2", 1.0), rec("nudged@0.4", "1", 1.0), rec("nudged@0.4", "2", 1.0), rec("nudged@0.4", "3", 1.0)]
+    assert paired(records) == [{"task": "gsm8k", "system": "nudged@0.4", "versus": "base", "n": 2, "better": 1, "worse": 0, "p": 1.0}]
+
+
 def test_gsm8k_scoring_takes_the_last_number():
     item = T.Item("0", "q", {"answer": "1234"})
     assert T.score_gsm8k(item, "She had 12 eggs, so 1,234 dollars.")["correct"] == 1.0
@@ -86,7 +98,11 @@ def test_limit_run_caches_resumes_and_reports(tiny, tmp_path, monkeypatch):
     assert all(0.0 <= r["accuracy"] <= 1.0 and r["tokens_per_second"] > 0 for r in rows)
     table = paths["markdown"].read_text()
     assert "| ifeval | nudged@0.5 | 0.5 | 2 |" in table and "untrained" in table
-    assert json.loads(paths["json"].read_text())["rows"] == rows
+    payload = json.loads(paths["json"].read_text())
+    assert payload["rows"] == rows
+    assert {(c["task"], c["versus"]) for c in payload["paired"]} == {(t, v) for t in ("ifeval", "gsm8k") for v in ("base", "nudger")}
+    assert all(c["system"] == "nudged@0.5" and c["n"] == 2 and c["better"] + c["worse"] <= 2 for c in payload["paired"])
+    assert "| ifeval | nudged@0.5 | base | 2 |" in table
     assert paths["png"].stat().st_size > 0
 
     # Interrupted run: the last record lost and a half-written line left behind. Only that item reruns.

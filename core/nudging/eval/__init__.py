@@ -58,4 +58,4 @@ def run_eval(
     }
     if policy is not None:
         settings["learned_policy"] = f"{policy.digest} (eta {policy.eta:.4g})"
-    return rows, report.write(rows, out_dir, settings)
+    return rows, report.write(rows, out_dir, settings, report.paired(records))
