@@ -69,6 +69,35 @@ def test_arc_answer_label(text, label):
     assert T.answer_label(text, ["A", "B", "C", "D"]) == label
 
 
+def test_ifeval_scoring_is_deterministic(tmp_path):
+    """Item 1129 asks for the "letter" '!', so IFEval's checker picks a random letter: seeded per item,
+    the same answer must score the same every time (it did not, before), and the global RNG is untouched."""
+    import random
+
+    T.ensure_punkt(tmp_path)
+    item = next(i for i in T.load_ifeval() if i.id == "1129")
+    answer = "Sunnis ice cream! " + " ".join("abcdefghijklmnopqrstuvwxyz"[k % 26] * (k % 7) for k in range(40))
+    random.seed(1)
+    expected = random.random()
+    random.seed(1)
+    scores = {json.dumps(T.score_ifeval(item, answer)) for _ in range(12)}
+    assert len(scores) == 1 and random.random() == expected
+
+
+def test_rescore_updates_stale_scores_only(tiny, tmp_path):
+    from nudging.eval.runner import rescore
+
+    run_eval(tiny, ["gsm8k"], gammas=[0.5], limit=2, max_new_tokens=4, out_dir=tmp_path, progress=False)
+    cache = tmp_path / "results.jsonl"
+    before = read_cache(cache)
+    assert rescore(cache, progress=False) == 0
+    stale = [dict(r) for r in before]
+    stale[1]["metrics"] = {"correct": 1.0 - before[1]["metrics"]["correct"]}  # a score from a buggy checker
+    cache.write_text("".join(json.dumps(r) + "\n" for r in stale))
+    assert rescore(cache, progress=False) == 1
+    assert read_cache(cache) == before
+
+
 def test_ifeval_scoring_strict_and_loose(tmp_path):
     T.ensure_punkt(tmp_path)
     item = next(i for i in T.load_ifeval() if i.id == "1001")  # "no commas" only

@@ -26,6 +26,7 @@ def eval_command(
     batch: Annotated[int, typer.Option("--batch", min=1, help="Items decoded together per system (same greedy answers, more throughput).")] = 8,
     draft_tokens: Annotated[list[int] | None, typer.Option("--draft-tokens", "-k", min=1, help="Also run each gamma with this draft length K (repeatable): rows nudged@γ,K=k.")] = None,
     base_template: Annotated[str, typer.Option("--base-template", help="The base's prompt format: plain (the paper's Question:/Answer:), chat (User:/Assistant:) or instruct (### Instruction:/### Response:).")] = "plain",
+    rescore: Annotated[bool, typer.Option("--rescore", help="First score every cached answer again with the current checkers (after a scorer fix; nothing is regenerated).")] = False,
     policy: Annotated[str | None, typer.Option("--policy", help="Learned policy file (nudging train-policy): adds the system nudged-learned.")] = None,
 ) -> None:
     """Base-only vs nudger-only vs nudged (and nudged-learned with --policy), greedy, on offline IFEval/GSM8K/ARC; cached per item, so reruns resume."""
@@ -49,6 +50,13 @@ def eval_command(
             learned = LearnedPolicy.load(policy)
         except ConfigError as exc:
             raise typer.BadParameter(str(exc), param_hint="--policy") from None
+    if rescore:
+        from pathlib import Path
+
+        from .runner import rescore as rescore_cache
+
+        changed = rescore_cache(Path(out_dir) / "results.jsonl")
+        typer.echo(f"rescored the cache: {changed} answers changed their scores", err=True)
     model = cli.load_nudger(base, nudger, device)
     anti = None
     if proxy_base is not None:

@@ -162,6 +162,26 @@ def _record(task: Task, item: Any, system: System, fp: str, res: Any) -> dict[st
     return record
 
 
+def rescore(results: Path, progress: bool = True) -> int:
+    """Score every cached answer again with the current checkers, without generating anything:
+    after a scorer fix the cache stays valid. Rewrites the file in one replace (an interruption
+    leaves the old file); returns how many records changed."""
+    results = Path(results)
+    records = read_cache(results)
+    items = {name: {i.id: i for i in get_task(name).load()} for name in {r["task"] for r in records}}
+    if "ifeval" in items:
+        ensure_punkt(results.parent / ".cache")
+    changed = 0
+    for r in tqdm(records, disable=not progress, desc="rescore"):
+        metrics = get_task(r["task"]).score(items[r["task"]][r["item_id"]], r["text"])
+        if metrics != r["metrics"]:
+            r["metrics"], changed = metrics, changed + 1
+    tmp = results.with_name(results.name + ".tmp")
+    tmp.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records), encoding="utf-8")
+    tmp.replace(results)
+    return changed
+
+
 def run(
     nudger: Nudger,
     task_names: Iterable[str],

@@ -92,12 +92,30 @@ def load_ifeval() -> list[Item]:
     ]
 
 
-def score_ifeval(item: Item, response: str) -> dict[str, float]:
-    """Strict/loose prompt-level (all instructions followed) and instruction-level counts."""
+def check_ifeval(item: Item, response: str) -> tuple[list[Any], Any]:
+    """if-verifiable's per-instruction results and prompt-level scores for one answer.
+
+    Deterministic: IFEval's checkers draw a random value where an instruction's own is unusable
+    (e.g. "letter '!'" in letter_frequency picks a random letter) and langdetect samples; both are
+    seeded per item here, so an answer scores the same in every run and in every analysis."""
+    import random
+
+    import langdetect
     from if_verifiable import IFEvalSample, evaluate_output_for_sample
 
     sample = IFEvalSample(key=int(item.id), prompt=item.prompt, **item.reference)
-    results, scores = evaluate_output_for_sample("ifeval", sample, response)
+    langdetect.DetectorFactory.seed = 0
+    state = random.getstate()
+    random.seed(f"ifeval:{item.id}")
+    try:
+        return evaluate_output_for_sample("ifeval", sample, response)
+    finally:
+        random.setstate(state)
+
+
+def score_ifeval(item: Item, response: str) -> dict[str, float]:
+    """Strict/loose prompt-level (all instructions followed) and instruction-level counts."""
+    results, scores = check_ifeval(item, response)
     n = len(item.reference["instruction_id_list"])  # an empty answer fails every instruction
     return {
         "prompt_strict": scores.binary_strict,
