@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 from collections import Counter, defaultdict
 from pathlib import Path
 
@@ -27,7 +26,6 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=None, help="first N IFEval items only")
     args = parser.parse_args()
 
-    logging.getLogger().setLevel(logging.CRITICAL)  # langdetect logs every answer it cannot classify
     ensure_punkt(args.results.parent / ".cache")
     records = [r for r in read_cache(args.results) if r["task"] == "ifeval" and r["system"] in args.systems]
     # Several settings can share a system name (budgets, templates): keep each system's most common one.

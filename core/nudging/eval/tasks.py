@@ -12,6 +12,7 @@ from __future__ import annotations
 import gzip
 import importlib.util
 import json
+import logging
 import os
 import re
 from dataclasses import dataclass, field
@@ -105,12 +106,14 @@ def check_ifeval(item: Item, response: str) -> tuple[list[Any], Any]:
 
     sample = IFEvalSample(key=int(item.id), prompt=item.prompt, **item.reference)
     langdetect.DetectorFactory.seed = 0
-    state = random.getstate()
+    state, muted = random.getstate(), logging.root.manager.disable
     random.seed(f"ifeval:{item.id}")
+    logging.disable(logging.ERROR)  # the language checker logs every answer it cannot classify
     try:
         return evaluate_output_for_sample("ifeval", sample, response)
     finally:
         random.setstate(state)
+        logging.disable(muted)
 
 
 def score_ifeval(item: Item, response: str) -> dict[str, float]:
