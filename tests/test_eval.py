@@ -69,6 +69,18 @@ def test_arc_answer_label(text, label):
     assert T.answer_label(text, ["A", "B", "C", "D"]) == label
 
 
+def test_arc_option_text_counts_when_no_letter_is_written():
+    item = T.load_arc("arc_challenge")[0]  # options: A. Planetary density will decrease. ... C. Planetary days will become shorter.
+    assert item.reference["options"]["C"] == "Planetary days will become shorter."
+    assert T.score_arc(item, "1. Planetary days will become shorter, because")["correct"] == 1.0
+    assert T.score_arc(item, "1. planetary density will decrease.")["correct"] == 0.0
+    assert T.answer_label("1. planetary density will decrease.", item.reference["labels"], item.reference["options"]) == "A"
+    listed = "\n".join(item.reference["options"].values())  # restating every option picks none
+    assert T.answer_label(listed, item.reference["labels"], item.reference["options"]) is None
+    assert T.answer_label("So C. Planetary density will decrease.", item.reference["labels"], item.reference["options"]) == "C"  # a letter wins
+    assert all(len(i.reference["options"]) == len(i.reference["labels"]) for i in T.load_arc("arc_easy"))
+
+
 def test_ifeval_scoring_is_deterministic(tmp_path):
     """Item 1129 asks for the "letter" '!', so IFEval's checker picks a random letter: seeded per item,
     the same answer must score the same every time (it did not, before), and the global RNG is untouched."""

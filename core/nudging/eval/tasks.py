@@ -166,13 +166,18 @@ def load_arc(subset: str) -> list[Item]:
             continue
         query = doc["query"].removeprefix("Question:").strip()
         query = query.removesuffix("Answer:").rstrip()
-        items[doc["id"]] = Item(doc["id"], query, {"labels": list(doc["choices"]), "gold": doc["choices"][doc["gold"]]})
+        labels = list(doc["choices"])
+        options = {m[1]: m[2] for m in re.finditer(r"^\s*(\S+)\.\s+(.+?)\s*$", query, flags=re.MULTILINE) if m[1] in labels}
+        items[doc["id"]] = Item(doc["id"], query, {"labels": labels, "gold": labels[doc["gold"]], "options": options})
     return list(items.values())
 
 
-def answer_label(text: str, labels: list[str]) -> str | None:
+def answer_label(text: str, labels: list[str], options: dict[str, str] | None = None) -> str | None:
     """The option label an answer picks: "answer is (B)" first, else the first label written as
-    "B." / "B)" / "(B)" / a lone "B" on a line. Bare capitals inside prose (the article "A") do not count."""
+    "B." / "B)" / "(B)" / a lone "B" on a line. Bare capitals inside prose (the article "A") do not count.
+    Failing those, an answer that quotes the text of exactly one option (3+ characters, as a whole
+    phrase, any case) picks it: small models often restate the option without its letter; an answer
+    that lists several options picks none."""
     alts = "|".join(re.escape(label) for label in labels)
     patterns = (
         rf"(?i:answer)\s*(?:(?i:is)|:)\s*:?\s*\(?({alts})\b",
@@ -184,11 +189,18 @@ def answer_label(text: str, labels: list[str]) -> str | None:
         m = re.search(pattern, text, flags=re.MULTILINE)
         if m:
             return m.group(1)
-    return None
+    phrases = {label: option.rstrip(".").strip() for label, option in (options or {}).items()}
+    quoted = [
+        label
+        for label, phrase in phrases.items()
+        if len(phrase) >= 3 and re.search(rf"(?<!\w){re.escape(phrase)}(?!\w)", text, flags=re.IGNORECASE)
+    ]
+    return quoted[0] if len(quoted) == 1 else None
 
 
 def score_arc(item: Item, response: str) -> dict[str, float]:
-    return {"correct": float(answer_label(response, item.reference["labels"]) == item.reference["gold"])}
+    ref = item.reference
+    return {"correct": float(answer_label(response, ref["labels"], ref.get("options")) == ref["gold"])}
 
 
 TASKS: dict[str, Task] = {
