@@ -6,9 +6,9 @@ from typing import Annotated
 
 import typer
 
-from ..errors import NudgingError
+from ..errors import ConfigError, NudgingError
 from ..models import EMBEDDED_BASE, EMBEDDED_NUDGER
-from .runner import BASE_TEMPLATES
+from .runner import eval_config
 from .tasks import TASKS
 
 
@@ -39,11 +39,12 @@ def eval_command(
     for name in tasks:
         if name not in TASKS:
             cli.fail(f"unknown task {name!r}; choose from {', '.join(TASKS)}")
-    if base_template not in BASE_TEMPLATES:
-        cli.fail(f"unknown base template {base_template!r}; choose from {', '.join(BASE_TEMPLATES)}")
+    try:
+        eval_config(max_new_tokens, base_template)  # a bad template fails before the models load
+    except ConfigError as exc:
+        cli.fail(str(exc))
     learned = None
     if policy is not None:
-        from ..errors import ConfigError
         from ..learned_policy import LearnedPolicy
 
         try:
