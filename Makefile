@@ -49,7 +49,7 @@ bench: .venv
 
 # A lent GPU machine has no hub and none of our files: carry .carry/ and run benchmarks/gpu/run.py there.
 gpu-prep: .venv
-	$(PY) -c "from nudging.models import load_tokenizer; load_tokenizer('embedded:nudger').save_pretrained('.carry/tokenizer')"
+	$(PY) -c "from nudging.loading import load_tokenizer; load_tokenizer('embedded:nudger').save_pretrained('.carry/tokenizer')"
 
 clean:
 	rm -rf $(VENV) build dist .pytest_cache .hypothesis

@@ -13,14 +13,13 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 
+from nudging import Nudger, NudgingError, Result
+from nudging.cli.common import load_pair
+from nudging.loading import EMBEDDED_BASE, EMBEDDED_NUDGER
+from nudging.render import legend, summary, to_text
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
-
-from nudging import Nudger, NudgingError, Result
-from nudging.cli import load_pair
-from nudging.models import EMBEDDED_BASE, EMBEDDED_NUDGER
-from nudging.render import legend, summary, to_text
 
 QUESTIONS = (
     "What is the capital of France?",

@@ -18,11 +18,10 @@ from langchain_core.embeddings import Embeddings
 from langchain_core.prompts import ChatPromptTemplate
 from langchain_core.runnables import Runnable, RunnableParallel, RunnablePassthrough
 from langchain_core.vectorstores import InMemoryVectorStore
-from rich.console import Console
-
 from langchain_nudging import ChatNudging
 from nudging import Span, Stats
 from nudging.render import legend, summary, to_text
+from rich.console import Console
 
 DATA = Path(__file__).parent / "langchain_data"
 

@@ -23,7 +23,6 @@ from typing import Any
 from langchain_classic.agents import AgentExecutor, create_react_agent
 from langchain_core.prompts import PromptTemplate
 from langchain_core.tools import tool
-
 from langchain_nudging import NudgingLLM
 from nudging import BaseTemplate
 

@@ -25,12 +25,11 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 from llama_index.core.agent.react import ReActChatFormatter
 from llama_index.core.agent.workflow import AgentStream, ReActAgent, ToolCallResult
 from llama_index.core.tools import FunctionTool
-from rich.console import Console
-from workflows.errors import WorkflowRuntimeError
-
 from llama_index.llms.nudging import NudgingLLM
 from nudging import BaseTemplate, Nudger, StreamEvent
 from nudging.render import legend, to_text
+from rich.console import Console
+from workflows.errors import WorkflowRuntimeError
 
 REACT_HEADER = """You solve tasks by calling tools. Available tools:
 {tool_desc}

@@ -22,11 +22,10 @@ from llama_index.core.instrumentation import get_dispatcher
 from llama_index.core.instrumentation.event_handlers import BaseEventHandler
 from llama_index.core.instrumentation.events.llm import LLMChatEndEvent
 from llama_index.embeddings.huggingface import HuggingFaceEmbedding
-from rich.console import Console
-
 from llama_index.llms.nudging import NudgingLLM
 from nudging import Span, Stats
 from nudging.render import legend, summary, to_text
+from rich.console import Console
 
 DATA = Path(__file__).parent / "llamaindex_data"
 

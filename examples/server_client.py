@@ -24,7 +24,7 @@ def server(base_url: str | None) -> Iterator[str]:
         yield base_url
         return
     from nudging import Nudger
-    from nudging.server import create_app, serve_in_thread
+    from nudging.serving import create_app, serve_in_thread
 
     with serve_in_thread(create_app(Nudger.default())) as url:
         yield url

@@ -19,7 +19,7 @@ def real_pair():
     Loaded through the GGUF conversion cache ($NUDGING_CACHE or ~/.cache/nudging): about 75 s the
     first time on a machine, a few seconds afterwards.
     """
-    from nudging.models import load_model
+    from nudging.loading import load_model
 
     base, base_tok = load_model("embedded:base")
     nudger, nudger_tok = load_model("embedded:nudger")
@@ -37,8 +37,7 @@ def tokenizers():
 @pytest.fixture(scope="session", params=["same", "cross"])
 def pair(request, tokenizers):
     """A Nudger over tiny random models: "same" shares SmolLM2's tokenizer, "cross" is gemma-3 + SmolLM2."""
-    from tiny_models import tiny_pair
-
     from nudging import Nudger
+    from tiny_models import tiny_pair
 
     return Nudger(*tiny_pair(request.param))

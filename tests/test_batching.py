@@ -6,9 +6,8 @@ import threading
 
 import pytest
 import torch
-
 from nudging import Nudger, NudgingConfig
-from nudging.batching import BatchDecoder
+from nudging.decoding.batching import BatchDecoder
 from nudging.errors import InputError
 
 PROMPTS = [

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 
-from nudging import NudgingConfig, bench
+from nudging import NudgingConfig
+from nudging.bench import speed as bench
 
 
 def test_bench_smoke(pair, tmp_path):
@@ -29,7 +30,7 @@ def test_random_pair_runs(tokenizers):
 
 
 def test_batch_bench_smoke(pair, tmp_path):
-    from nudging import bench_batch
+    from nudging.bench import batch as bench_batch
 
     report = bench_batch.run(pair, [1, 3], config=NudgingConfig(gamma=0.5, max_new_tokens=10), repeats=1)
     assert [r["batch"] for r in report["rows"]] == [1, 3]

@@ -6,12 +6,10 @@ import json
 from pathlib import Path
 
 import pytest
+from nudging import Nudger, Span, cli
+from nudging.render import summary, to_html, to_text
 from tiny_models import tiny_pair
 from typer.testing import CliRunner
-
-from nudging import Nudger, Span
-from nudging import cli
-from nudging.render import summary, to_html, to_text
 
 runner = CliRunner()
 OPTS = ["--gamma", "0.5", "--max-new-tokens", "12"]
@@ -31,7 +29,7 @@ def loads(monkeypatch, tiny):
         calls.append((base, nudger, device))
         return tiny
 
-    monkeypatch.setattr(cli, "load_nudger", fake)
+    monkeypatch.setattr(cli.common, "load_nudger", fake)
     return calls
 
 
@@ -176,7 +174,7 @@ def test_bench_command_writes_json(loads, tmp_path):
 
 def test_serve_command_builds_the_app(loads, monkeypatch):
     served = {}
-    monkeypatch.setattr("nudging.server.run_server", lambda app, host, port: served.update(app=app, host=host, port=port))
+    monkeypatch.setattr("nudging.serving.app.run_server", lambda app, host, port: served.update(app=app, host=host, port=port))
     result = run("serve", "--port", "8123", "--gamma", "0.3", "--model-name", "mine")
     assert result.exit_code == 0, result.output
     assert served["host"] == "127.0.0.1" and served["port"] == 8123

@@ -6,7 +6,6 @@ import math
 import threading
 
 import pytest
-
 from nudging import ConfigError, EntropyPolicy, InputError, Nudger, NudgingConfig
 
 

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import pytest
 import torch
-
 from nudging import Nudger, NudgingConfig
-from nudging.text_sync import decode
+from nudging.text.sync import decode
 
 PROMPTS = [
     "Give three tips for sleep.",

@@ -9,14 +9,13 @@ import json
 
 import pytest
 import typer
-from typer.testing import CliRunner
-
 from nudging import Nudger
-from nudging.eval import run_eval
-from nudging.eval import tasks as T
-from nudging.eval.command import eval_command
-from nudging.eval.runner import read_cache
+from nudging.cli.eval import eval_command
+from nudging.evaluation import run_eval
+from nudging.evaluation import tasks as T
+from nudging.evaluation.runner import read_cache
 from tiny_models import tiny_pair
+from typer.testing import CliRunner
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +35,7 @@ def test_offline_data_sizes_and_fields():
 
 
 def test_wilson_interval_and_exact_mcnemar():
-    from nudging.eval.report import mcnemar, paired, wilson
+    from nudging.evaluation.report import mcnemar, paired, wilson
 
     assert wilson(0, 10) == (0.0, pytest.approx(0.2775, abs=1e-4))
     assert wilson(5, 10) == (pytest.approx(0.2366, abs=1e-4), pytest.approx(0.7634, abs=1e-4))
@@ -97,7 +96,7 @@ def test_ifeval_scoring_is_deterministic(tmp_path):
 
 
 def test_rescore_updates_stale_scores_only(tiny, tmp_path):
-    from nudging.eval.runner import rescore
+    from nudging.evaluation.runner import rescore
 
     run_eval(tiny, ["gsm8k"], gammas=[0.5], limit=2, max_new_tokens=4, out_dir=tmp_path, progress=False)
     cache = tmp_path / "results.jsonl"
@@ -164,7 +163,7 @@ def test_limit_run_caches_resumes_and_reports(tiny, tmp_path, monkeypatch):
 def test_eval_command_with_limit(tiny, tmp_path, monkeypatch):
     from nudging import cli
 
-    monkeypatch.setattr(cli, "load_nudger", lambda base, nudger, device: tiny)
+    monkeypatch.setattr(cli.common, "load_nudger", lambda base, nudger, device: tiny)
     app = typer.Typer()
     app.command()(eval_command)
     result = CliRunner().invoke(app, ["--task", "arc_easy", "--limit", "1", "-n", "4", "-g", "0.3", "-g", "0.6", "--out", str(tmp_path)])
@@ -222,10 +221,9 @@ def test_base_template_is_a_setting_of_the_whole_run(tiny, tmp_path, monkeypatch
 
 def test_proxy_tuned_row(tmp_path):
     """--proxy-base adds the paper's baseline for a pair sharing a vocabulary (tiny "same" pair)."""
-    from tiny_models import tiny_llama, tiny_pair
-
     from nudging import Nudger
-    from nudging.proxy_tuning import as_backend
+    from nudging.evaluation.proxy_tuning import as_backend
+    from tiny_models import tiny_llama, tiny_pair
 
     b, bt, n, nt = tiny_pair("same")
     pair = Nudger(b, bt, n, nt)

@@ -12,7 +12,6 @@ from contextlib import contextmanager
 import pytest
 from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.messages import AIMessage, HumanMessage, SystemMessage, ToolMessage
-
 from langchain_nudging import ChatNudging, NudgingLLM
 from langchain_nudging.chat_models import to_engine_messages
 

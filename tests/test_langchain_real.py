@@ -10,7 +10,6 @@ from pathlib import Path
 from types import ModuleType
 
 import pytest
-
 from nudging import Nudger
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"

@@ -8,10 +8,9 @@ output stay off because ChatNudging leaves `bind_tools` / `with_structured_outpu
 from __future__ import annotations
 
 import pytest
+from langchain_nudging import ChatNudging
 from langchain_tests.integration_tests import ChatModelIntegrationTests
 from langchain_tests.unit_tests import ChatModelUnitTests
-
-from langchain_nudging import ChatNudging
 from nudging import Nudger, NudgingConfig
 
 pytestmark = [

@@ -16,15 +16,12 @@ import json
 
 import pytest
 import torch
-from tiny_models import tiny_pair
-from typer.testing import CliRunner
-
 from nudging import Nudger, NudgingConfig, cli
 from nudging.errors import ConfigError
-from nudging.eval import run_eval
-from nudging.eval.runner import LEARNED, fingerprint, read_cache, systems_for
-from nudging.learned_policy import LearnedPolicy
-from nudging.train_policy import (
+from nudging.evaluation import run_eval
+from nudging.evaluation.runner import LEARNED, fingerprint, read_cache, systems_for
+from nudging.policies.learned import LearnedPolicy
+from nudging.policies.training import (
     DEFAULT_SYSTEM,
     Positions,
     Reference,
@@ -35,6 +32,8 @@ from nudging.train_policy import (
     load_references,
     train_policy,
 )
+from tiny_models import tiny_pair
+from typer.testing import CliRunner
 
 N_TRAIN, N_HELD, TOKENS = 16, 6, 20
 PROMPTS = ["Give three tips for sleep.", [{"role": "system", "content": "You are terse."}, {"role": "user", "content": "Explain rain to a child."}]]
@@ -151,7 +150,7 @@ def tiny() -> Nudger:
 
 
 def test_train_policy_command_and_policy_option(tiny, tmp_path, monkeypatch):
-    monkeypatch.setattr(cli, "load_nudger", lambda base, nudger, device: tiny)
+    monkeypatch.setattr(cli.common, "load_nudger", lambda base, nudger, device: tiny)
     monkeypatch.setenv("NUDGING_CACHE", str(tmp_path / "cache"))  # the features cache of this run only
     data = write_jsonl(tmp_path / "refs.jsonl", nudger_written(tiny, 6))
     out = tmp_path / "head.safetensors"

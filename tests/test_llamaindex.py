@@ -15,7 +15,6 @@ from llama_index.core.instrumentation import get_dispatcher
 from llama_index.core.instrumentation.event_handlers import BaseEventHandler
 from llama_index.core.instrumentation.events.llm import LLMChatEndEvent
 from llama_index.core.llms import ChatMessage
-
 from llama_index.llms.nudging import NudgingLLM
 from nudging import ConfigError, InputError
 

@@ -16,10 +16,9 @@ from llama_index.core.agent.workflow import AgentStream, ToolCallResult
 from llama_index.core.instrumentation import get_dispatcher
 from llama_index.core.instrumentation.event_handlers import BaseEventHandler
 from llama_index.core.instrumentation.events.llm import LLMChatEndEvent
-from workflows.errors import WorkflowRuntimeError
-
 from llama_index.llms.nudging import NudgingLLM
 from nudging import Nudger
+from workflows.errors import WorkflowRuntimeError
 
 pytestmark = pytest.mark.real
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"

@@ -11,11 +11,10 @@ import sys
 
 import pytest
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer
-
-from nudging import models
+from nudging.loading import models
 from nudging.errors import ConfigError, ModelLoadError, NudgingError
-from nudging.models import convert_gguf, embedded_paths, load_model
+from nudging.loading import convert_gguf, embedded_paths, load_model
+from transformers import AutoModelForCausalLM, AutoTokenizer
 
 SAMPLE = "The capital of France is Paris. Tomorrow, we"
 ROUND_TRIP = ["Hello, world!", "  two leading spaces,\ttab\nnew line  ", "ünïcödé — 中文 🙂", " leading space"]

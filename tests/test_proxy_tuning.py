@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import pytest
-
 from nudging import Nudger, NudgingConfig
 from nudging.errors import ConfigError
-from nudging.proxy_tuning import as_backend, proxy_generate
+from nudging.evaluation.proxy_tuning import as_backend, proxy_generate
 
 PROMPTS = ["Give three tips for sleep.", "What is the capital of France?"]
 

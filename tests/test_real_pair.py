@@ -13,9 +13,8 @@ import runpy
 from pathlib import Path
 
 import pytest
-from rich.console import Console
-
 from nudging import Nudger
+from rich.console import Console
 
 pytestmark = pytest.mark.real
 

@@ -4,12 +4,11 @@ gives the same greedy output as both local; one round trip serves a whole confid
 from __future__ import annotations
 
 import pytest
-
 from nudging import Nudger
 from nudging.backends.remote import RemoteError, RemoteModel
 from nudging.errors import ModelLoadError
-from nudging.server import serve_in_thread
-from nudging.server_plain import create_plain_app
+from nudging.serving import serve_in_thread
+from nudging.serving.plain import create_plain_app
 
 PROMPTS = ["Give three tips for sleep.", "What is the capital of France?"]
 

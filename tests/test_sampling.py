@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import pytest
 import torch
-
 from nudging.config import SamplingParams
-from nudging.sampling import Sampler
+from nudging.decoding.sampling import Sampler
 
 
 def _reference_top_p(logits: torch.Tensor, temperature: float, top_p: float) -> torch.Tensor:

@@ -15,11 +15,10 @@ import time
 import httpx
 import openai
 import pytest
+from nudging import Nudger, NudgingConfig
+from nudging.serving import create_app, serve_in_thread
 from tiny_models import tiny_pair
 from transformers import DynamicCache
-
-from nudging import Nudger, NudgingConfig
-from nudging.server import create_app, serve_in_thread
 
 MODEL = "tiny-nudging"
 CHAT = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Name a color."}]

@@ -14,9 +14,8 @@ import httpx
 import openai
 import pytest
 import torch
+from nudging.serving import create_plain_app, serve_in_thread
 from tiny_models import real_tokenizers, tiny_gemma3, tiny_llama
-
-from nudging.server import create_plain_app, serve_in_thread
 
 PROMPT = "The quick brown fox jumps over the lazy dog."
 
@@ -156,7 +155,7 @@ def test_serve_runs_a_plain_model_in_its_own_process(tmp_path: Path):
     model = tiny_llama(smol_tok, seed=5)
     model.save_pretrained(tmp_path)
     smol_tok.save_pretrained(tmp_path)
-    code = f"from nudging.server import serve; serve(plain={str(tmp_path)!r}, host='127.0.0.1', port=0, model_name='tiny')"
+    code = f"from nudging.serving import serve; serve(plain={str(tmp_path)!r}, host='127.0.0.1', port=0, model_name='tiny')"
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     proc = subprocess.Popen([sys.executable, "-c", code], stderr=subprocess.PIPE, text=True, env=env)
     try:

@@ -9,8 +9,7 @@ import asyncio
 import threading
 
 import pytest
-
-from nudging.server_worker import Cancelled, Done, Job, QueueFull, Worker
+from nudging.serving.worker import Cancelled, Done, Job, QueueFull, Worker
 
 
 def gated_runner(gate: threading.Event, started: list[str]):

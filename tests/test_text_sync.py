@@ -5,10 +5,14 @@ from __future__ import annotations
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
 from nudging.backends.local import LocalModel
-from nudging.text_sync import IncrementalDecoder, decode, encode_continuation, word_boundaries
-from nudging.views import View
+from nudging.text.sync import (
+    IncrementalDecoder,
+    decode,
+    encode_continuation,
+    word_boundaries,
+)
+from nudging.text.view import View
 
 # unicode that stresses tokenizers: emoji (incl. ZWJ sequences), CJK, combining marks, whitespace runs
 PIECES = st.one_of(

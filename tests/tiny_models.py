@@ -8,7 +8,12 @@ otherwise mid-gamma tests would prove nothing.
 from __future__ import annotations
 
 import torch
-from transformers import Gemma3ForCausalLM, Gemma3TextConfig, LlamaConfig, LlamaForCausalLM
+from transformers import (
+    Gemma3ForCausalLM,
+    Gemma3TextConfig,
+    LlamaConfig,
+    LlamaForCausalLM,
+)
 
 
 def _scale_head(model: torch.nn.Module, scale: float) -> torch.nn.Module:
@@ -62,7 +67,7 @@ def tiny_gemma3(tokenizer, seed: int, scale: float = 40.0, hidden: int = 32, sli
 
 def real_tokenizers():
     """The real gemma-3 and SmolLM2 tokenizers, read from the embedded GGUF files (cached on disk)."""
-    from nudging.models import load_tokenizer
+    from nudging.loading import load_tokenizer
 
     return load_tokenizer("embedded:base"), load_tokenizer("embedded:nudger")
 

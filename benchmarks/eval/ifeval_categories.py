@@ -15,8 +15,8 @@ import json
 from collections import Counter, defaultdict
 from pathlib import Path
 
-from nudging.eval.runner import read_cache
-from nudging.eval.tasks import check_ifeval, ensure_punkt, load_ifeval
+from nudging.evaluation.runner import read_cache
+from nudging.evaluation.tasks import check_ifeval, ensure_punkt, load_ifeval
 
 
 def main() -> None:

@@ -18,9 +18,8 @@ from dataclasses import asdict
 from pathlib import Path
 
 import torch
-from transformers import AutoTokenizer
-
 from nudging import NudgingConfig, bench, bench_batch
+from transformers import AutoTokenizer
 
 
 def main() -> None:

@@ -1,10 +1,9 @@
 """nudging: align a large base model at inference time with a small chat model (NUDGING, ACL 2025)."""
 
 from .config import BaseTemplate, NudgingConfig, SamplingParams
-from .engine import Nudger, Stream
 from .errors import ConfigError, InputError, ModelLoadError, NudgingError
-from .learned_policy import LearnedPolicy
-from .policy import EntropyPolicy, NudgingPolicy, TopProbPolicy
+from .nudger import Nudger, Stream
+from .policies import EntropyPolicy, LearnedPolicy, NudgingPolicy, TopProbPolicy
 from .results import Result, Span, Stats, StreamEvent
 
 __all__ = [

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
-from .config import BaseTemplate
+from .config import BaseTemplate, NudgingConfig
 from .errors import InputError
 
 Messages = Sequence[dict[str, Any]]
+Prompt = str | Messages
 _ROLES = {"system", "user", "assistant", "tool"}
 
 
@@ -77,3 +78,15 @@ def plain_prompt(messages: list[dict[str, str]], template: BaseTemplate) -> str:
         elif m["role"] == "assistant":
             lines.append(template.answer_prefix + m["content"])
     return template.turn_separator.join(lines) + template.turn_separator + template.answer_prefix
+
+
+def build_prompts(base: Any, nudger: Any, prompt: Prompt, config: NudgingConfig) -> tuple[dict[str, str], tuple[list[int], list[int]]]:
+    """Each side's prompt text and ids: the nudger's chat template, the base's plain template."""
+    messages = to_messages(prompt, config.system)
+    texts = {
+        "base": plain_prompt(messages, config.base_template),
+        "nudger": chat_prompt(nudger.tokenizer, messages, config.base_template),
+    }
+    base_ids = base.tokenizer.encode(texts["base"])  # plain text: the tokenizer's default specials (BOS)
+    nudger_ids = nudger.tokenizer.encode(texts["nudger"], add_special_tokens=False)  # chat templates carry their own BOS
+    return texts, (base_ids, nudger_ids)

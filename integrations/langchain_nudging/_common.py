@@ -11,10 +11,9 @@ from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from typing import Any
 
+from nudging import Nudger, NudgingConfig, Result, StreamEvent
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from typing_extensions import Self
-
-from nudging import Nudger, NudgingConfig, Result, StreamEvent
 
 _ENGINE_FIELDS = frozenset(f.name for f in dataclasses.fields(NudgingConfig))
 Prompt = str | list[dict[str, str]]  # what the engine takes: text, or role/content messages

@@ -1,5 +1,5 @@
 import typer
 
-from .command import eval_command
+from ..cli.eval import eval_command
 
 typer.run(eval_command)

@@ -21,15 +21,26 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
-from .config import NudgingConfig
-from .engine import Nudger, Prompt
-from .errors import ConfigError, InputError
-from .results import Result, StreamEvent
-from .server_http import APIError, Submission, base_app, check_model, check_single_choice, new_id, now, read_request, sse
-from .server_plain import create_plain_app
-from .server_schemas import ChatCompletionRequest, CompletionRequest, RequestBase
-from .batching import BatchDecoder
-from .server_worker import Done, Job, Worker
+from ..config import NudgingConfig
+from ..decoding.batching import BatchDecoder
+from ..errors import ConfigError, InputError
+from ..nudger import Nudger
+from ..prompts import Prompt
+from ..results import Result, StreamEvent
+from .http import (
+    APIError,
+    Submission,
+    base_app,
+    check_model,
+    check_single_choice,
+    new_id,
+    now,
+    read_request,
+    sse,
+)
+from .openai import ChatCompletionRequest, CompletionRequest, RequestBase
+from .plain import create_plain_app
+from .worker import Done, Job, Worker
 
 __all__ = ["create_app", "create_plain_app", "run_server", "serve", "serve_in_thread"]
 
@@ -228,7 +239,7 @@ def serve(
     """Load models and serve them until interrupted: the nudged pair (`base`, `nudger`; the embedded
     model stands in for one not given), or with `plain` one model with logprobs (named `plain` unless
     `model_name` says otherwise)."""
-    from .models import EMBEDDED_BASE, EMBEDDED_NUDGER, load_model
+    from ..loading import EMBEDDED_BASE, EMBEDDED_NUDGER, load_model
 
     if plain is not None:
         if base is not None or nudger is not None or gamma is not None:

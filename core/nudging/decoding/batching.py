@@ -13,9 +13,9 @@ from collections.abc import Hashable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from .engine import Run, Steps
-from .results import Result, StreamEvent
-from .views import Forward
+from ..results import Result, StreamEvent
+from ..text.view import Forward
+from .run import Run, Steps
 
 
 @dataclass

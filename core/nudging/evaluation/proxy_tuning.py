@@ -11,14 +11,15 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from .backends.local import LocalModel
-from .config import NudgingConfig
-from .engine import Nudger, Prompt, build_prompts
-from .errors import ConfigError
-from .results import Result, Span, Stats
-from .sampling import Sampler
-from .text_sync import IncrementalDecoder
-from .transcript import Transcript
+from ..backends.local import LocalModel
+from ..config import NudgingConfig
+from ..decoding.sampling import Sampler
+from ..decoding.transcript import Transcript
+from ..errors import ConfigError
+from ..nudger import Nudger
+from ..prompts import Prompt, build_prompts
+from ..results import Result, Span, Stats
+from ..text.sync import IncrementalDecoder
 
 
 def as_backend(model: Any, tokenizer: Any = None) -> LocalModel:

@@ -12,23 +12,19 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, Sequence
 
 import torch
 
-from .backends import Backend
-from .backends.local import LocalModel
-from .config import NudgingConfig
-from .errors import ConfigError, InputError
-from .policy import NudgingPolicy, TopProbPolicy
-from .prompts import Messages, chat_prompt, plain_prompt, to_messages
-from .results import Result, Span, Stats, StopReason, StreamEvent, word_share
+from ..backends import Backend
+from ..config import NudgingConfig
+from ..errors import ConfigError, InputError
+from ..policies import NudgingPolicy
+from ..prompts import Prompt, build_prompts
+from ..results import Result, Span, Stats, StopReason, StreamEvent, word_share
+from ..text import Forward, View, encode_continuation, word_boundaries
 from .sampling import Sampler
-from .text_sync import encode_continuation, word_boundaries
 from .transcript import Transcript
-from .views import Forward, View
 
-Prompt = str | Messages
 Steps = Iterator[Forward | StreamEvent | Result]  # a run's output: forward requests, events, then the Result
 
 
@@ -41,45 +37,6 @@ class _Draft:
     ends: list[int | None]
     eos: bool
     logits: list[torch.Tensor]  # logits[i]: the nudger's next-position logits after its first i draft ids
-
-
-class Stream:
-    """Iterator of StreamEvents; `.result` is set once it is exhausted. `close()` cancels and frees caches."""
-
-    def __init__(self, gen: Iterator[StreamEvent | Result]) -> None:
-        self._gen = gen
-        self.result: Result | None = None
-
-    def __iter__(self) -> Stream:
-        return self
-
-    def __next__(self) -> StreamEvent:
-        item = next(self._gen)
-        if isinstance(item, Result):
-            self.result = item
-            raise StopIteration
-        return item
-
-    def close(self) -> None:
-        self._gen.close()
-
-    def __enter__(self) -> Stream:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-
-def build_prompts(base: Backend, nudger: Backend, prompt: Prompt, config: NudgingConfig) -> tuple[dict[str, str], tuple[list[int], list[int]]]:
-    """Each side's prompt text and ids: the nudger's chat template, the base's plain template."""
-    messages = to_messages(prompt, config.system)
-    texts = {
-        "base": plain_prompt(messages, config.base_template),
-        "nudger": chat_prompt(nudger.tokenizer, messages, config.base_template),
-    }
-    base_ids = base.tokenizer.encode(texts["base"])  # plain text: the tokenizer's default specials (BOS)
-    nudger_ids = nudger.tokenizer.encode(texts["nudger"], add_special_tokens=False)  # chat templates carry their own BOS
-    return texts, (base_ids, nudger_ids)
 
 
 def drive(steps: Steps) -> Iterator[StreamEvent | Result]:
@@ -322,90 +279,3 @@ class Run:
             stop_reason=self.reason,
         )
         return Result(T.text, [Span(s.text, s.source) for s in T.spans if s.text], stats, dict(self.prompts))
-
-
-class Nudger:
-    """A base model aligned at inference time by a small chat model (the nudger)."""
-
-    def __init__(self, base: Any, base_tokenizer: Any, nudger: Any, nudger_tokenizer: Any, config: NudgingConfig | None = None, policy: NudgingPolicy | None = None) -> None:
-        """Models are loaded transformers models (with their tokenizers) or ready backends
-        (e.g. `RemoteModel`; their tokenizer argument is ignored)."""
-        self.base = base if hasattr(base, "session") else LocalModel(base, base_tokenizer)
-        self.nudger = nudger if hasattr(nudger, "session") else LocalModel(nudger, nudger_tokenizer)
-        self.config = config or NudgingConfig()
-        self.policy = policy
-
-    # -- construction ----------------------------------------------------------------------
-    @classmethod
-    def from_pretrained(cls, base: Any, nudger: Any, *, base_tokenizer: Any = None, nudger_tokenizer: Any = None, device_map: Any = None, dtype: Any = "auto", config: NudgingConfig | None = None, cache_dir: str | None = None) -> Nudger:
-        """Load both models: HF ids, local directories, .gguf files, already-loaded models, or
-        `http://host:port/v1#model-name` for a model behind an OpenAI-compatible completions server
-        with logprobs (its tokenizer: `*_tokenizer=`, else the served model name as an HF id/folder)."""
-        from .models import load_model, load_remote
-
-        def load(spec: Any, tok: Any) -> tuple[Any, Any]:
-            if isinstance(spec, str) and spec.startswith(("http://", "https://")):
-                return load_remote(spec, tokenizer=tok, cache_dir=cache_dir), None
-            return load_model(spec, tokenizer=tok, device_map=device_map, dtype=dtype, cache_dir=cache_dir)
-
-        b, bt = load(base, base_tokenizer)
-        n, nt = load(nudger, nudger_tokenizer)
-        return cls(b, bt, n, nt, config=config)
-
-    @classmethod
-    def default(cls, *, device_map: Any = None, dtype: Any = "auto", config: NudgingConfig | None = None) -> Nudger:
-        """The embedded offline pair: gemma-3-270m (base) nudged by SmolLM2-135M-Instruct."""
-        return cls.from_pretrained("embedded:base", "embedded:nudger", device_map=device_map, dtype=dtype, config=config)
-
-    # -- generation ------------------------------------------------------------------------
-    def _config(self, config: NudgingConfig | None, overrides: dict[str, Any]) -> NudgingConfig:
-        return (config or self.config).merged(**overrides)
-
-    def _run(self, prompt: Prompt, config: NudgingConfig | None, cancel: threading.Event | None, overrides: dict[str, Any]) -> Run:
-        cfg = self._config(config, overrides)
-        policy = cfg.policy if cfg.policy is not None else self.policy
-        policy = policy if policy is not None else TopProbPolicy(cfg.gamma)
-        return Run(self.base, self.nudger, policy, prompt, cfg, cancel)
-
-    def run(self, prompt: Prompt, config: NudgingConfig | None = None, *, cancel: threading.Event | None = None, **overrides: Any) -> Run:
-        """A generation not yet started, for a driver of your own: `BatchDecoder.add` it, or iterate
-        `.events()` (validates the prompt and config now)."""
-        return self._run(prompt, config, cancel, overrides)
-
-    def prompt_ids(self, prompt: Prompt, config: NudgingConfig | None = None) -> dict[str, list[int]]:
-        """The ids each model is conditioned on for `prompt` (what usage and context limits count)."""
-        _, (base_ids, nudger_ids) = build_prompts(self.base, self.nudger, prompt, config or self.config)
-        return {"base": base_ids, "nudger": nudger_ids}
-
-    def generate(self, prompt: Prompt, config: NudgingConfig | None = None, *, cancel: threading.Event | None = None, **overrides: Any) -> Result:
-        """Nudged answer to a prompt (a string or chat messages). Keyword overrides: any NudgingConfig field."""
-        stream = Stream(self._run(prompt, config, cancel, overrides).events())
-        for _ in stream:
-            pass
-        assert stream.result is not None
-        return stream.result
-
-    def stream(self, prompt: Prompt, config: NudgingConfig | None = None, *, cancel: threading.Event | None = None, **overrides: Any) -> Stream:
-        """Like generate, but yields StreamEvents as text is accepted; `.result` holds the Result at the end."""
-        return Stream(self._run(prompt, config, cancel, overrides).events())
-
-    def generate_batch(self, prompts: Sequence[Prompt], config: NudgingConfig | Sequence[NudgingConfig] | None = None, *, cancel: threading.Event | None = None, **overrides: Any) -> list[Result]:
-        """Answers for several prompts, decoded together in shared forwards of each model, each row
-        with its own nudge schedule (and its own config when `config` is a list). Greedy rows give
-        their `generate` output (README "Batching" says what sampled rows promise)."""
-        results: list[Result | None] = [None] * len(prompts)
-        for i, item in self.stream_batch(prompts, config, cancel=cancel, **overrides):
-            if isinstance(item, Result):
-                results[i] = item
-        return results  # type: ignore[return-value]
-
-    def stream_batch(self, prompts: Sequence[Prompt], config: NudgingConfig | Sequence[NudgingConfig] | None = None, *, cancel: threading.Event | None = None, **overrides: Any) -> Iterator[tuple[int, StreamEvent | Result]]:
-        """Decode prompts together; yields (prompt index, StreamEvent) as text is accepted, and
-        (index, Result) when that row ends."""
-        from .batching import decode_all
-
-        configs = list(config) if isinstance(config, Sequence) else [config] * len(prompts)
-        if len(configs) != len(prompts):
-            raise InputError(f"got {len(configs)} configs for {len(prompts)} prompts")
-        runs = [self._run(p, c, cancel, overrides) for p, c in zip(prompts, configs)]  # bad input fails before decoding
-        return decode_all(runs)

@@ -23,14 +23,23 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
-from .backends.local import LocalModel
-from .config import SamplingParams
-from .errors import ConfigError
-from .sampling import Sampler
-from .server_http import APIError, Submission, base_app, check_model, check_single_choice, new_id, now, read_request
-from .server_schemas import CompletionRequest
-from .server_worker import Done, Job, Worker
-from .text_sync import IncrementalDecoder, decode
+from ..backends.local import LocalModel
+from ..config import SamplingParams
+from ..decoding.sampling import Sampler
+from ..errors import ConfigError
+from ..text.sync import IncrementalDecoder, decode
+from .http import (
+    APIError,
+    Submission,
+    base_app,
+    check_model,
+    check_single_choice,
+    new_id,
+    now,
+    read_request,
+)
+from .openai import CompletionRequest
+from .worker import Done, Job, Worker
 
 MAX_LOGPROBS = 20  # vLLM's default --max-logprobs
 LOGPROB_FLOOR = -9999.0  # JSON has no -inf; OpenAI and vLLM send this instead

@@ -11,7 +11,7 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, AsyncGenerator
+from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
@@ -21,8 +21,8 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from .errors import NudgingError
-from .server_worker import Cancelled, Job, QueueFull, Worker
+from ..errors import NudgingError
+from .worker import Cancelled, Job, QueueFull, Worker
 
 log = logging.getLogger("nudging.server")
 M = TypeVar("M", bound=BaseModel)

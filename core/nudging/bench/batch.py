@@ -17,9 +17,9 @@ from typing import Any
 
 import torch
 
-from .bench import PROMPTS, _sync, peak_memory_mb, pyplot, save_png
-from .config import NudgingConfig
-from .engine import Nudger
+from ..config import NudgingConfig
+from ..nudger import Nudger
+from .speed import PROMPTS, _sync, peak_memory_mb, pyplot, save_png
 
 
 @dataclass

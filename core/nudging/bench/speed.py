@@ -18,8 +18,8 @@ from typing import Any
 
 import torch
 
-from .config import NudgingConfig
-from .engine import Nudger
+from ..config import NudgingConfig
+from ..nudger import Nudger
 
 PROMPTS = [
     "Give three tips for better sleep.",
@@ -212,7 +212,7 @@ def random_pair(base_shape: str, nudger_shape: str, tokenizer: Any, *, device: s
     """
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    from .models import default_device
+    from ..loading import default_device
 
     device = torch.device(device) if device is not None else default_device()
     dtype = dtype or (torch.bfloat16 if device.type == "cuda" else torch.float32)

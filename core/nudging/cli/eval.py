@@ -1,4 +1,4 @@
-"""`nudging eval`: the typer command over `run_eval` (registered in cli.py; runnable as `python -m nudging.eval`)."""
+"""`nudging eval`: the typer command over `run_eval` (registered in cli/__init__.py; runnable as `python -m nudging.evaluation`)."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ from typing import Annotated
 import typer
 
 from ..errors import ConfigError, NudgingError
-from ..models import EMBEDDED_BASE, EMBEDDED_NUDGER
-from .runner import eval_config
-from .tasks import TASKS
+from ..evaluation.runner import eval_config
+from ..evaluation.tasks import TASKS
+from ..loading import EMBEDDED_BASE, EMBEDDED_NUDGER
 
 
 def eval_command(
@@ -32,8 +32,8 @@ def eval_command(
     """Base-only vs nudger-only vs nudged (and nudged-learned with --policy), greedy, on offline IFEval/GSM8K/ARC; cached per item, so reruns resume."""
     from rich.console import Console
 
-    from .. import cli
-    from . import run_eval
+    from ..evaluation import run_eval
+    from . import common as cli
 
     tasks = task or ["ifeval"]
     for name in tasks:
@@ -45,7 +45,7 @@ def eval_command(
         cli.fail(str(exc))
     learned = None
     if policy is not None:
-        from ..learned_policy import LearnedPolicy
+        from ..policies.learned import LearnedPolicy
 
         try:
             learned = LearnedPolicy.load(policy)
@@ -54,15 +54,15 @@ def eval_command(
     if rescore:
         from pathlib import Path
 
-        from .runner import rescore as rescore_cache
+        from ..evaluation.runner import rescore as rescore_cache
 
         changed = rescore_cache(Path(out_dir) / "results.jsonl")
         typer.echo(f"rescored the cache: {changed} answers changed their scores", err=True)
     model = cli.load_nudger(base, nudger, device)
     anti = None
     if proxy_base is not None:
-        from ..models import load_model
-        from ..proxy_tuning import as_backend, check_vocabulary
+        from ..evaluation.proxy_tuning import as_backend, check_vocabulary
+        from ..loading import load_model
 
         try:
             anti = as_backend(*load_model(proxy_base, device_map=device))

@@ -2,7 +2,7 @@
 
 P(the nudger writes the next token) = σ(h · g + b), where h is the base model's last-layer hidden
 state at that position (what its output layer reads). The nudger writes where that probability
-exceeds η; the base writes where it is ≤ η. `nudging.train_policy` fits g, b and η.
+exceeds η; the base writes where it is ≤ η. `nudging.policies.training` fits g, b and η.
 
 Stored as safetensors: tensors `head` [d] and `bias` [1]; η and the training metadata as JSON
 strings in the file's metadata, so the file is self-describing and loads without pickle.
@@ -20,7 +20,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from .errors import ConfigError
+from ..errors import ConfigError
 
 
 class LearnedPolicy:

@@ -9,8 +9,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Sequence
 
-from ..engine import Nudger
-from ..learned_policy import LearnedPolicy
+from ..nudger import Nudger
+from ..policies.learned import LearnedPolicy
 from . import report, runner
 from .runner import System, systems_for
 from .tasks import TASKS, Item, Task

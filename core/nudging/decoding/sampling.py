@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from .config import SamplingParams
+from ..config import SamplingParams
 
 
 class Sampler:

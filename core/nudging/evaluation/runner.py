@@ -17,10 +17,10 @@ from typing import Any, Iterable, Sequence
 from tqdm.auto import tqdm
 
 from ..config import BaseTemplate, NudgingConfig
-from ..engine import Nudger
 from ..errors import ConfigError
-from ..learned_policy import LearnedPolicy
-from ..proxy_tuning import proxy_generate
+from ..nudger import Nudger
+from ..policies.learned import LearnedPolicy
+from .proxy_tuning import proxy_generate
 from .tasks import Task, ensure_punkt, get_task
 
 BASE_ONLY, NUDGER_ONLY = 0.0, 2.0  # gamma 0: the base writes everything; gamma > 1: the nudger does

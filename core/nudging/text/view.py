@@ -17,8 +17,8 @@ from dataclasses import dataclass
 
 import torch
 
-from .backends import Backend, Session
-from .text_sync import IncrementalDecoder, decode, encode_continuation
+from ..backends import Backend, Session
+from .sync import IncrementalDecoder, decode, encode_continuation
 
 
 @dataclass

@@ -1,0 +1,1 @@
+"""Speed and batch-throughput benchmarks (`nudging bench`)."""
