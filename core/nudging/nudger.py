@@ -7,7 +7,7 @@ import threading
 from collections.abc import Iterator
 from typing import Any, Sequence
 
-from .backends import LocalModel
+from .backends import Backend, LocalModel
 from .config import NudgingConfig
 from .decoding import Run, decode_all
 from .errors import InputError
@@ -50,8 +50,8 @@ class Nudger:
     def __init__(self, base: Any, base_tokenizer: Any, nudger: Any, nudger_tokenizer: Any, config: NudgingConfig | None = None, policy: NudgingPolicy | None = None) -> None:
         """Models are loaded transformers models (with their tokenizers) or ready backends
         (e.g. `RemoteModel`; their tokenizer argument is ignored)."""
-        self.base = base if hasattr(base, "session") else LocalModel(base, base_tokenizer)
-        self.nudger = nudger if hasattr(nudger, "session") else LocalModel(nudger, nudger_tokenizer)
+        self.base = base if isinstance(base, Backend) else LocalModel(base, base_tokenizer)
+        self.nudger = nudger if isinstance(nudger, Backend) else LocalModel(nudger, nudger_tokenizer)
         self.config = config or NudgingConfig()
         self.policy = policy
 

@@ -19,6 +19,8 @@ import torch
 from transformers import DynamicCache
 from transformers.cache_utils import DynamicLayer
 
+from .base import Capabilities
+
 
 def eos_ids(model: Any, tokenizer: Any) -> frozenset[int]:
     """End-of-sequence ids: the generation config's plus the tokenizer's."""
@@ -44,7 +46,7 @@ def context_window(model: Any) -> int | None:
 class LocalModel:
     """A loaded model + tokenizer, and what the engine needs to know about them."""
 
-    has_hidden = True  # sessions can keep the last hidden state of every position (learned policies)
+    capabilities = Capabilities(hidden_states=True, batched=True)
 
     def __init__(self, model: Any, tokenizer: Any) -> None:
         self.model = model
@@ -194,6 +196,7 @@ class KVSession:
         self.seconds = 0.0  # time inside forward (synchronised on CUDA, so the split is honest)
         self.keep_hidden = keep_hidden
         self.hidden: torch.Tensor | None = None  # [length, d] last hidden state per position, if kept
+        self.lookahead = None  # a local model writes no lookahead of its own
 
     def forward(self, ids: list[int], keep: int = 1) -> torch.Tensor:
         """Run the model over `ids` after the cached positions; logits [keep, vocab] (float32) of the last `keep`."""

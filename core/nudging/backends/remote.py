@@ -16,11 +16,12 @@ from __future__ import annotations
 
 import math
 import time
-from typing import Any
+from typing import Any, Sequence
 
 import torch
 
 from ..errors import ModelLoadError, NudgingError
+from .base import Capabilities
 from .local import eos_ids
 
 
@@ -36,6 +37,8 @@ def parse_url(spec: str) -> tuple[str, str | None]:
 
 class RemoteModel:
     """A remote causal LM: a completions URL, a model name, and the model's tokenizer loaded locally."""
+
+    capabilities = Capabilities(lookahead=True)  # no hidden states over HTTP; rows are requests of their own
 
     def __init__(self, url: str, model: str | None, tokenizer: Any, *, top_logprobs: int = 20, lookahead: int = 16, timeout: float = 60.0, retries: int = 3, client: Any = None) -> None:
         import httpx
@@ -63,8 +66,14 @@ class RemoteModel:
     def name(self) -> str:
         return f"{self.url}#{self.model_name}"
 
-    def session(self) -> RemoteSession:
+    def session(self, hidden: bool = False) -> RemoteSession:
+        if hidden:
+            raise NudgingError(f"{self.name} exposes no hidden states")
         return RemoteSession(self)
+
+    def forward_batch(self, sessions: Sequence[RemoteSession], ids: Sequence[list[int]], keeps: Sequence[int]) -> list[torch.Tensor]:
+        """Each session's forward, one request each."""
+        return [s.forward(i, k) for s, i, k in zip(sessions, ids, keeps)]
 
     # -- HTTP ------------------------------------------------------------------------------------
     def _models(self) -> list[dict[str, Any]]:

@@ -120,10 +120,7 @@ class BatchDecoder:
     def _serve(chunk: list[_Row]) -> None:
         reqs = [row.request for row in chunk]
         lm = reqs[0].session.lm
-        if len(reqs) > 1 and hasattr(lm, "forward_batch"):
-            logits = lm.forward_batch([q.session for q in reqs], [q.ids for q in reqs], [q.keep for q in reqs])
-        else:
-            logits = [q.session.forward(q.ids, q.keep) for q in reqs]
+        logits = lm.forward_batch([q.session for q in reqs], [q.ids for q in reqs], [q.keep for q in reqs])
         for row, value in zip(chunk, logits):
             row.send, row.request = value, None
 

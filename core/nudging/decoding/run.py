@@ -67,7 +67,7 @@ class Run:
                     f"prompt is {len(ids)} tokens for the {side} model, longer than its context window of {lm.context_window}"
                 )
         self._hidden = bool(getattr(policy, "needs_hidden", False))
-        if self._hidden and not getattr(base, "has_hidden", False):
+        if self._hidden and not base.capabilities.hidden_states:
             raise ConfigError(f"{policy!r} reads the base model's hidden states, which {base.name} does not expose (a remote base?)")
         self.B = View(base, base_ids, hidden=self._hidden)
         self.N = View(nudger, nudger_ids)

@@ -39,6 +39,7 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
+from ..backends import LocalModel
 from ..config import NudgingConfig
 from ..errors import ConfigError, NudgingError
 from ..loading import default_cache_dir
@@ -316,7 +317,7 @@ def threshold_for_rate(scores: torch.Tensor, rate: float) -> float:
 def train_policy(nudger: Nudger, data: str, out: str | Path, settings: TrainSettings = TrainSettings(), *, features_root: str | Path | None = None, progress: bool = True) -> LearnedPolicy:
     """Build features (cached), train the head, pick η on a validation split, save to `out`."""
     for side, lm in (("base", nudger.base), ("nudger", nudger.nudger)):
-        if not hasattr(lm, "model"):
+        if not isinstance(lm, LocalModel):
             raise ConfigError(f"training a policy needs a local {side} model (it reads hidden states and every token's probability)")
     out = Path(out)
     config = NudgingConfig(system=settings.system)

@@ -38,7 +38,7 @@ class View:
     def __init__(self, lm: Backend, prompt_ids: list[int], hidden: bool = False) -> None:
         self.lm = lm
         self.tok = lm.tokenizer
-        self.kv: Session = lm.session(hidden=True) if hidden else lm.session()
+        self.kv: Session = lm.session(hidden=hidden)
         self.prompt_ids = list(prompt_ids)
         self.ids: list[int] = list(prompt_ids)
         self.ends: list[int | None] = []  # per answer id: offset in T where it ends (None: mid-character)
@@ -75,9 +75,8 @@ class View:
             if self.kv.length == len(self.ids):  # cached, but its logits were not kept: redo the last position
                 self.kv.truncate(len(self.ids) - 1)
             self.logits = (yield Forward(self.kv, self.ids[self.kv.length :], 1))[0]
-            lookahead = getattr(self.kv, "lookahead", None)  # a remote server's greedy continuation
-            if lookahead:
-                self.ahead_ids, self.ahead_logits = lookahead
+            if self.kv.lookahead:  # a lookahead backend's greedy continuation
+                self.ahead_ids, self.ahead_logits = self.kv.lookahead
         return self.logits
 
     def decoded(self) -> str:
