@@ -103,8 +103,8 @@ class NudgingConfig:
             raise ConfigError(f"stop strings must be non-empty strings, got {self.stop!r}")
         if not (isinstance(self.repetition_limit, int) and self.repetition_limit >= 0):
             raise ConfigError(f"repetition_limit must be an integer >= 0 (0 = off), got {self.repetition_limit!r}")
-        if self.seed is not None and not isinstance(self.seed, int):
-            raise ConfigError(f"seed must be an integer or None, got {self.seed!r}")
+        if self.seed is not None and (not isinstance(self.seed, int) or isinstance(self.seed, bool) or not -(2**63) <= self.seed < 2**64):
+            raise ConfigError(f"seed must be an integer in [-2**63, 2**64) or None, got {self.seed!r}")
         # Build both sampling params now so bad values fail here, not mid-generation.
         self.base_sampling
         self.nudger_sampling

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any, Sequence
 
 from .config import BaseTemplate, NudgingConfig
@@ -81,12 +82,46 @@ def plain_prompt(messages: list[dict[str, str]], template: BaseTemplate) -> str:
 
 
 def build_prompts(base: Any, nudger: Any, prompt: Prompt, config: NudgingConfig) -> tuple[dict[str, str], tuple[list[int], list[int]]]:
-    """Each side's prompt text and ids: the nudger's chat template, the base's plain template."""
+    """Each side's prompt text and ids: the nudger's chat template, the base's plain template.
+
+    Text from users stays text: a special token typed into a message (say "<|im_start|>system")
+    is tokenized as ordinary characters; only the chat template's own markers are control tokens.
+    """
     messages = to_messages(prompt, config.system)
     texts = {
         "base": plain_prompt(messages, config.base_template),
         "nudger": chat_prompt(nudger.tokenizer, messages, config.base_template),
     }
-    base_ids = base.tokenizer.encode(texts["base"])  # plain text: the tokenizer's default specials (BOS)
-    nudger_ids = nudger.tokenizer.encode(texts["nudger"], add_special_tokens=False)  # chat templates carry their own BOS
+    # plain text: the tokenizer's default specials (BOS), nothing in the text itself is special
+    base_ids = encode_literal(base.tokenizer, texts["base"], add_special_tokens=True)
+    nudger_ids = _encode_chat(nudger.tokenizer, messages, texts["nudger"], config.base_template)
     return texts, (base_ids, nudger_ids)
+
+
+def encode_literal(tokenizer: Any, text: str, *, add_special_tokens: bool = False) -> list[int]:
+    """Ids for text in which special-token strings are just characters."""
+    return tokenizer.encode(text, add_special_tokens=add_special_tokens, split_special_tokens=True)
+
+
+def _encode_chat(tokenizer: Any, messages: list[dict[str, str]], rendered: str, template: BaseTemplate) -> list[int]:
+    """The chat prompt's ids: the template's markers parsed as special tokens, message text literal.
+
+    Messages without special-token strings tokenize as the whole rendered text (as the model's own
+    chat tooling does); otherwise the template is rendered around placeholders and each message's
+    text is tokenized on its own, literally.
+    """
+    specials = [t for t in getattr(tokenizer, "all_special_tokens", []) if t]
+    specials += [t.content for t in getattr(tokenizer, "added_tokens_decoder", {}).values() if t.special and t.content not in specials]
+    if not any(sp in m["content"] for m in messages for sp in specials):
+        return tokenizer.encode(rendered, add_special_tokens=False)  # chat templates carry their own BOS
+    holders = [{**m, "content": f"\ue000{i}\ue001"} for i, m in enumerate(messages)]
+    parts = re.split("\ue000(\\d+)\ue001", chat_prompt(tokenizer, holders, template))
+    if "".join(messages[int(p)]["content"] if i % 2 else p for i, p in enumerate(parts)) != rendered:
+        raise InputError("a message contains special-token text that the nudger's chat template does not keep verbatim")
+    ids: list[int] = []
+    for i, part in enumerate(parts):
+        if i % 2:
+            ids += encode_literal(tokenizer, messages[int(part)]["content"])
+        elif part:
+            ids += tokenizer.encode(part, add_special_tokens=False)
+    return ids

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 
 import torch
@@ -24,6 +24,7 @@ from ..results import Result, Span, Stats, StopReason, StreamEvent, word_share
 from ..text import Forward, View, encode_continuation, word_boundaries
 from .sampling import Sampler
 from .transcript import Transcript
+from .verify import accept, count_output, cut_to_budget, ids_until, nudger_keep
 
 Steps = Iterator[Forward | StreamEvent | Result]  # a run's output: forward requests, events, then the Result
 
@@ -137,55 +138,36 @@ class Run:
         return False
 
     def _nudge(self) -> Iterator[Forward]:
+        """One round: the nudger drafts, one base forward verifies its word boundaries, the accepted
+        nudge joins both views (the draft's tail stays in the base cache as lookahead)."""
         self.rounds += 1
         draft = yield from self._draft()
+        if draft is None:
+            return self._stop("length")
         if not draft.text:
+            self.N.truncate(self.N.n_answer - draft.n_ids, draft.logits[0])
             if draft.eos:
                 return self._stop("eos")
             # only part of a character in K tokens: let the base write instead of looping
             return self._base_writes((yield from self.B.next_logits()))
         b_ids, b_ends = encode_continuation(self.base.tokenizer, draft.text)
         rows = yield from self.B.forward_draft(b_ids)
-        at_row = len(self.B.ids)  # rows[i] came from base-view position at_row + i
         bounds = word_boundaries(draft.text, draft.ends, b_ends)
-        # base-side index (ids kept) for each candidate end offset
-        m_of = {e: i + 1 for i, e in enumerate(b_ends) if e is not None}
-        accept, eos = None, False
-        if bounds:
-            idx = [m_of[c] - 1 for c in bounds]
-            at = rows[idx]
-            ok = self._confident(at, [at_row + i for i in idx])
-            if self.cfg.paper_compat:
-                ok = ok | self._base_agrees(at, draft.text, bounds)
-            hit = torch.nonzero(ok).flatten()
-            if len(hit):
-                accept = bounds[int(hit[0])]
-        if accept is None:
-            if draft.eos:
-                accept, eos = len(draft.text), True
-            else:
-                accept = bounds[-1] if bounds else len(draft.text)
-        m = m_of.get(accept, len(b_ids))
-        # max_new_tokens counts base-view ids: cut the nudge at the budget
-        room = self.budget - self.B.n_answer
-        over = m > room
-        if over:  # keep the ids that fit and end on a whole character
-            last = next((i for i in range(room - 1, -1, -1) if b_ends[i] is not None), -1)
-            m, accept = last + 1, (b_ends[last] if last >= 0 else 0)
-        nudge = draft.text[:accept]
-        # nudger keeps its own ids up to the accepted text
-        n_keep = max((i + 1 for i, e in enumerate(draft.ends) if e is not None and e <= accept), default=0)
-        if draft.eos and accept == len(draft.text):
-            n_keep = draft.n_ids
-        self._last_kept = n_keep
-        self.N.truncate(self.N.n_answer - draft.n_ids + n_keep, draft.logits[n_keep] if n_keep < len(draft.logits) else None)
+        verdicts = self._verdicts(rows, b_ends, bounds, draft.text)
+        acc = accept(bounds, verdicts, len(draft.text), draft.eos)
+        m, end, over = cut_to_budget(ids_until(b_ends, acc.end), acc.end, b_ends, self.budget - self.B.n_answer)
+        eos = acc.eos and not over
+        keep = nudger_keep(draft.ends, end, eos)
+        self._last_kept = keep
+        self.N.truncate(self.N.n_answer - draft.n_ids + keep, draft.logits[keep] if keep < len(draft.logits) else None)
         if self.cfg.adaptive_draft:
             self._last_tail = self._tail_agreement(rows, b_ids, m)
         if m:
             ahead = b_ids[m:] if (self.cfg.speculation and not over and not eos) else []
-            self.B.append_verified(b_ids[:m], b_ends[:m], accept, rows[m - 1], ahead, rows[m : m + len(ahead)])
+            self.B.append_verified(b_ids[:m], b_ends[:m], end, rows[m - 1], ahead, rows[m : m + len(ahead)])
         else:
             self.B.drop_ahead()
+        nudge = draft.text[:end]
         if self.T.add(nudge, "nudger"):
             return self._stop("stop")
         if over or self.B.n_answer >= self.budget:
@@ -193,6 +175,17 @@ class Run:
         if eos:
             return self._stop("eos")
         return self._repeated(nudge)
+
+    def _verdicts(self, rows: torch.Tensor, b_ends: list[int | None], bounds: list[int], text: str) -> list[bool]:
+        """The policy's verdict at each boundary of a verified draft (rows[i]: after base draft id i)."""
+        if not bounds:
+            return []
+        idx = [ids_until(b_ends, c) - 1 for c in bounds]
+        at = rows[idx]
+        ok = self._confident(at, [len(self.B.ids) + i for i in idx])
+        if self.cfg.paper_compat:
+            ok = ok | self._base_agrees(at, text, bounds)
+        return ok.tolist()
 
     @staticmethod
     def _tail_agreement(rows: torch.Tensor, b_ids: list[int], m: int) -> int:
@@ -228,12 +221,16 @@ class Run:
             self._useful = 0.5 * self._useful + 0.5 * (self._last_kept + self._last_tail)
         return max(min(K, 4), min(K, round(1.5 * self._useful) + 2))
 
-    def _draft(self) -> Iterator[Forward]:
-        """Up to K nudger tokens after T (the nudger first catches up with T in the same forward); returns a _Draft."""
+    def _draft(self) -> Generator[Forward, torch.Tensor, _Draft | None]:
+        """Up to K nudger tokens after T (the nudger first catches up with T in the same forward);
+        returns a _Draft, or None when the nudger's context window cannot hold T any more."""
         self.N.sync(self.T.text)
+        room = (self.nudger.context_window or len(self.N.ids) + self.cfg.draft_tokens) - len(self.N.ids)
+        if room <= 0:
+            return None
         start_ids, start_len = self.N.n_answer, self.N.text_len
         text, ends, eos, seen = "", [], False, []
-        for _ in range(self._draft_len()):
+        for _ in range(min(room, self._draft_len())):
             seen.append((yield from self.N.next_logits()))
             token = self.nudger_sampler.pick(seen[-1])
             if token in self.nudger.eos_ids:
@@ -247,19 +244,7 @@ class Run:
     # -- the result ------------------------------------------------------------------------
     def _result(self, seconds: float) -> Result:
         T = self.T
-        n_text = len(T.text)
-        # base-view ids that contributed at least one character of the (possibly cut) answer
-        start, base_n, nudger_n = 0, 0, 0
-        for end, foreign in zip(self.B.ends, self.B.foreign):
-            if end is None:
-                continue
-            if start < n_text:
-                if foreign:
-                    nudger_n += 1
-                else:
-                    base_n += 1
-            start = end
-        # ids still mid-character at a stop carry no text; ids held in a straddling group count once above
+        base_n, nudger_n = count_output(self.B.ends, self.B.foreign, len(T.text))
         out = base_n + nudger_n
         stats = Stats(
             prompt_tokens=len(self.B.prompt_ids),

@@ -18,7 +18,7 @@ class Sampler:
             if seed is None:
                 self.generator.seed()
             else:
-                self.generator.manual_seed(seed)
+                self.generator.manual_seed(seed % 2**64)  # any 64-bit seed; the nudger's is seed + 1
 
     def pick(self, logits: torch.Tensor) -> int:
         """One token id from a [vocab] logits row."""
@@ -29,7 +29,10 @@ class Sampler:
     def probs(self, logits: torch.Tensor) -> torch.Tensor:
         """The filtered sampling distribution (CPU float32), used by `pick`."""
         p = self.params
-        scores = logits.float().cpu() / p.temperature
+        scores = logits.float().cpu()
+        # shift before scaling: a tiny temperature sends every non-top score to -inf (the greedy
+        # limit), never to inf/inf = NaN; float64 keeps temperatures below float32's range nonzero
+        scores = ((scores - scores.max()).double() / p.temperature).float()
         if p.top_k and p.top_k < scores.numel():
             kth = torch.topk(scores, p.top_k).values[-1]
             scores = scores.masked_fill(scores < kth, float("-inf"))
