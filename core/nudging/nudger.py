@@ -3,8 +3,10 @@ async bridges that the LangChain and LlamaIndex integrations share."""
 
 from __future__ import annotations
 
+import asyncio
 import threading
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Sequence
 
 from .backends import Backend, LocalModel
@@ -127,3 +129,42 @@ class Nudger:
             raise InputError(f"got {len(configs)} configs for {len(prompts)} prompts")
         runs = [self._run(p, c, cancel, overrides) for p, c in zip(prompts, configs)]  # bad input fails before decoding
         return decode_all(runs)
+
+    # -- async: the engine runs on worker threads, the event loop keeps going -------------------
+    async def agenerate(self, prompt: Prompt, config: NudgingConfig | None = None, **overrides: Any) -> Result:
+        """`generate` in a worker thread; cancelling the awaiting task stops the generation."""
+        return (await self.agenerate_batch([prompt], config, **overrides))[0]
+
+    async def agenerate_batch(self, prompts: Sequence[Prompt], config: NudgingConfig | Sequence[NudgingConfig] | None = None, **overrides: Any) -> list[Result]:
+        """`generate_batch` (prompts decoded together) in a worker thread; cancelling the awaiting
+        task stops every row."""
+        cancel = threading.Event()
+        try:
+            return await asyncio.to_thread(self.generate_batch, list(prompts), config, cancel=cancel, **overrides)
+        finally:
+            cancel.set()
+
+    def astream(self, prompt: Prompt, config: NudgingConfig | None = None, **overrides: Any) -> AsyncIterator[StreamEvent | Result]:
+        """`stream` advanced on a private worker thread: an async iterator of StreamEvents, then the
+        Result. Bad input raises here, at call time (the prompts are built now; no forward runs).
+
+        One worker per stream keeps the run's generator on a single thread at a time, so closing it
+        (queued behind any step in flight) is safe; the cancel event cuts that step short. Leaving
+        early or cancelling the task stops generation and frees both caches without blocking the loop.
+        """
+        cancel = threading.Event()
+        return _advance(self.stream(prompt, config, cancel=cancel, **overrides), cancel)
+
+
+async def _advance(stream: Stream, cancel: threading.Event) -> AsyncIterator[StreamEvent | Result]:
+    loop = asyncio.get_running_loop()
+    worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="nudging")
+    try:
+        while (event := await loop.run_in_executor(worker, next, stream, None)) is not None:
+            yield event
+        assert stream.result is not None
+        yield stream.result
+    finally:
+        cancel.set()
+        worker.submit(stream.close)
+        worker.shutdown(wait=False)

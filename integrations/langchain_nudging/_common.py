@@ -1,17 +1,12 @@
-"""What NudgingLLM and ChatNudging share: the Nudger, per-call engine settings, result metadata,
-and running the engine off the event loop."""
+"""What NudgingLLM and ChatNudging share: the Nudger, per-call engine settings, result metadata.
+(Running the engine off the event loop is the Nudger's own `agenerate`/`astream`.)"""
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
-import threading
-from collections.abc import AsyncIterator
-from concurrent.futures import ThreadPoolExecutor
-from functools import partial
 from typing import Any
 
-from nudging import Nudger, NudgingConfig, Result, StreamEvent
+from nudging import Nudger, NudgingConfig, Result
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from typing_extensions import Self
 
@@ -136,42 +131,3 @@ def result_metadata(result: Result) -> dict[str, Any]:
         "stats": data["stats"],
         "prompts": data["prompts"],
     }
-
-
-async def agenerate(nudger: Nudger, prompt: Prompt, params: dict[str, Any]) -> Result:
-    """`nudger.generate` in a worker thread; cancelling the awaiting task stops the generation."""
-    return (await agenerate_batch(nudger, [prompt], params))[0]
-
-
-async def agenerate_batch(nudger: Nudger, prompts: list[Prompt], params: dict[str, Any]) -> list[Result]:
-    """`nudger.generate_batch` (prompts decoded together) in a worker thread; cancelling the
-    awaiting task stops every row."""
-    cancel = threading.Event()
-    try:
-        return await asyncio.to_thread(nudger.generate_batch, prompts, cancel=cancel, **params)
-    finally:
-        cancel.set()
-
-
-async def astream(nudger: Nudger, prompt: Prompt, params: dict[str, Any]) -> AsyncIterator[StreamEvent | Result]:
-    """`nudger.stream` advanced on a private worker thread: yields StreamEvents, then the Result.
-
-    One worker per stream keeps the engine's generator on a single thread at a time, so closing it
-    (queued behind any step in flight) is safe; the cancel event cuts that step short. Leaving early
-    or cancelling the task therefore stops generation and frees both caches without blocking the loop.
-    """
-    loop = asyncio.get_running_loop()
-    cancel = threading.Event()
-    worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="nudging")
-    stream = None
-    try:
-        stream = await loop.run_in_executor(worker, partial(nudger.stream, prompt, cancel=cancel, **params))
-        while (event := await loop.run_in_executor(worker, next, stream, None)) is not None:
-            yield event
-        assert stream.result is not None
-        yield stream.result
-    finally:
-        cancel.set()
-        if stream is not None:
-            worker.submit(stream.close)
-        worker.shutdown(wait=False)

@@ -23,7 +23,7 @@ from langchain_core.messages.ai import UsageMetadata
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 from nudging import Result
 
-from ._common import NudgingParams, agenerate, astream, result_metadata
+from ._common import NudgingParams, result_metadata
 
 _ROLES: dict[type[BaseMessage], str] = {SystemMessage: "system", HumanMessage: "user", AIMessage: "assistant", ToolMessage: "tool"}
 
@@ -108,7 +108,7 @@ class ChatNudging(NudgingParams, BaseChatModel):
         return ChatResult(generations=[ChatGeneration(message=self._message(result))])
 
     async def _agenerate(self, messages: list[BaseMessage], stop: list[str] | None = None, run_manager: AsyncCallbackManagerForLLMRun | None = None, **kwargs: Any) -> ChatResult:
-        result = await agenerate(self.nudger, to_engine_messages(messages), self.engine_overrides(stop, kwargs))
+        result = await self.nudger.agenerate(to_engine_messages(messages), **self.engine_overrides(stop, kwargs))
         return ChatResult(generations=[ChatGeneration(message=self._message(result))])
 
     # BaseChatModel fires on_llm_new_token for each chunk itself, so these only yield.
@@ -120,7 +120,7 @@ class ChatNudging(NudgingParams, BaseChatModel):
         yield self._last_chunk(stream.result)
 
     async def _astream(self, messages: list[BaseMessage], stop: list[str] | None = None, run_manager: AsyncCallbackManagerForLLMRun | None = None, **kwargs: Any) -> AsyncIterator[ChatGenerationChunk]:
-        async for item in astream(self.nudger, to_engine_messages(messages), self.engine_overrides(stop, kwargs)):
+        async for item in self.nudger.astream(to_engine_messages(messages), **self.engine_overrides(stop, kwargs)):
             if isinstance(item, Result):
                 yield self._last_chunk(item)
             else:

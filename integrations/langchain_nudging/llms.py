@@ -13,7 +13,7 @@ from langchain_core.language_models import BaseLLM
 from langchain_core.outputs import Generation, GenerationChunk, LLMResult
 from nudging import Result
 
-from ._common import NudgingParams, agenerate_batch, astream, result_metadata
+from ._common import NudgingParams, result_metadata
 
 
 class NudgingLLM(NudgingParams, BaseLLM):
@@ -48,7 +48,7 @@ class NudgingLLM(NudgingParams, BaseLLM):
         )
 
     async def _agenerate(self, prompts: list[str], stop: list[str] | None = None, run_manager: AsyncCallbackManagerForLLMRun | None = None, **kwargs: Any) -> LLMResult:
-        results = await agenerate_batch(self.nudger, prompts, self.engine_overrides(stop, kwargs))
+        results = await self.nudger.agenerate_batch(prompts, **self.engine_overrides(stop, kwargs))
         return LLMResult(
             generations=[[Generation(text=r.text, generation_info=result_metadata(r))] for r in results],
             llm_output={"model_name": self.model_name},
@@ -66,7 +66,7 @@ class NudgingLLM(NudgingParams, BaseLLM):
         yield GenerationChunk(text="", generation_info=result_metadata(stream.result))
 
     async def _astream(self, prompt: str, stop: list[str] | None = None, run_manager: AsyncCallbackManagerForLLMRun | None = None, **kwargs: Any) -> AsyncIterator[GenerationChunk]:
-        async for item in astream(self.nudger, prompt, self.engine_overrides(stop, kwargs)):
+        async for item in self.nudger.astream(prompt, **self.engine_overrides(stop, kwargs)):
             if isinstance(item, Result):
                 yield GenerationChunk(text="", generation_info=result_metadata(item))
                 continue

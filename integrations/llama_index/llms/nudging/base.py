@@ -8,11 +8,9 @@ loop keeps running; cancelling the awaiting task stops generation at the engine'
 
 from __future__ import annotations
 
-import asyncio
-import threading
 from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import fields
-from typing import Any, TypeVar
+from typing import Any
 
 from llama_index.core.base.llms.types import (
     ChatMessage,
@@ -33,7 +31,6 @@ from llama_index.core.llms.custom import CustomLLM
 from nudging import Nudger, NudgingConfig, Result, Stream, StreamEvent
 
 Prompt = str | list[dict[str, str]]
-T = TypeVar("T")
 
 # LlamaIndex roles -> the engine's four roles
 _ROLES = {
@@ -138,9 +135,9 @@ class NudgingLLM(CustomLLM):
         return _drain(self._nudger.stream(prompt, self._config(kwargs)))
 
     def _aevents(self, prompt: Prompt, kwargs: dict[str, Any]) -> AsyncIterator[StreamEvent | Result]:
-        """`_events` run in a worker thread; leaving early (break, error, task cancelled) cancels the run."""
-        cancel = threading.Event()
-        return _in_thread(_drain(self._nudger.stream(prompt, self._config(kwargs), cancel=cancel)), cancel)
+        """`_events` on a worker thread (`Nudger.astream`); leaving early (break, error, task
+        cancelled) cancels the run."""
+        return self._nudger.astream(prompt, self._config(kwargs))
 
     # -- completion -------------------------------------------------------------------------
     @llm_completion_callback()
@@ -189,35 +186,6 @@ def _drain(stream: Stream) -> Iterator[StreamEvent | Result]:
         yield from stream
     assert stream.result is not None
     yield stream.result
-
-
-async def _in_thread(items: Iterator[T], cancel: threading.Event) -> AsyncIterator[T]:
-    """Iterate `items` in a worker thread so the event loop keeps running. Leaving the loop early sets
-    `cancel` (which the engine checks at every step) and waits for the worker to finish."""
-    loop = asyncio.get_running_loop()
-    queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
-
-    def work() -> None:
-        try:
-            for item in items:
-                loop.call_soon_threadsafe(queue.put_nowait, ("item", item))
-            message: tuple[str, Any] = ("done", None)
-        except BaseException as exc:  # handed to the consumer, re-raised there
-            message = ("error", exc)
-        loop.call_soon_threadsafe(queue.put_nowait, message)
-
-    worker = loop.run_in_executor(None, work)
-    try:
-        while True:
-            kind, value = await queue.get()
-            if kind == "done":
-                return
-            if kind == "error":
-                raise value
-            yield value
-    finally:
-        cancel.set()
-        await asyncio.shield(worker)  # caches are freed before the caller goes on
 
 
 # -- responses ----------------------------------------------------------------------------------
