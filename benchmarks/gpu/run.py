@@ -18,7 +18,9 @@ from dataclasses import asdict
 from pathlib import Path
 
 import torch
-from nudging import NudgingConfig, bench, bench_batch
+from nudging import NudgingConfig
+from nudging.bench import batch as bench_batch
+from nudging.bench import speed as bench
 from transformers import AutoTokenizer
 
 
