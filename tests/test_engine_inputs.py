@@ -105,14 +105,31 @@ def test_other_policies_plug_in(pair):
     assert never_base.generate("Hi", max_new_tokens=10).stats.base_tokens == 0
 
 
-def test_repetition_guard(pair):
-    """Three identical nudges in a row end generation (the paper's guard); 0 turns it off."""
-    res = pair.generate("Hi", gamma=1.5, max_new_tokens=200, draft_tokens=1, repetition_limit=3)
-    if res.stats.stop_reason == "repetition":
-        words = res.text.split()
-        assert len(words) >= 3 and len(set(words[-3:])) == 1
-    off = pair.generate("Hi", gamma=1.5, max_new_tokens=200, draft_tokens=1, repetition_limit=0)
-    assert off.stats.stop_reason != "repetition"
+@pytest.fixture(scope="module")
+def stuck(pair):
+    """The pair's base nudged by a model that always writes " the": every nudge is the same."""
+    from tiny_models import stuck_llama
+
+    tok = pair.nudger.tokenizer
+    return Nudger(pair.base.model, pair.base.tokenizer, stuck_llama(tok, " the"), tok)
+
+
+@pytest.mark.parametrize("limit", [3, 5])
+def test_repetition_guard(stuck, limit):
+    """The same nudge accepted `repetition_limit` rounds in a row ends generation (the paper's guard)."""
+    res = stuck.generate("Hi", gamma=1.5, max_new_tokens=40, draft_tokens=1, repetition_limit=limit)
+    assert res.stats.stop_reason == "repetition"
+    assert res.stats.rounds == limit
+    assert res.text == " the" * limit
+    assert res.stats.base_tokens == 0
+
+
+def test_repetition_guard_off(stuck):
+    """repetition_limit=0 turns the guard off: the same nudge repeats until the budget ends it."""
+    res = stuck.generate("Hi", gamma=1.5, max_new_tokens=12, draft_tokens=1, repetition_limit=0)
+    assert res.stats.stop_reason == "length"
+    assert res.stats.output_tokens == 12
+    assert res.text == " the" * res.stats.rounds and res.stats.rounds >= 6  # " the" is one or two base ids
 
 
 def test_paper_compat_first_word_from_the_nudger(pair):

@@ -81,3 +81,31 @@ def tiny_pair(kind: str = "cross"):
     if kind == "same":
         return tiny_llama(smol_tok, seed=3, layers=3), smol_tok, tiny_llama(smol_tok, seed=4), smol_tok
     raise ValueError(kind)
+
+
+def stuck_llama(tokenizer, text: str, seed: int = 5, margin: float = 100.0) -> LlamaForCausalLM:
+    """A tiny Llama whose greedy choice is always the one id of `text`, whatever the context: the
+    output layer is replaced by one with zero weights and a bias that favours that id by `margin`."""
+    (token,) = tokenizer.encode(text, add_special_tokens=False)
+    model = tiny_llama(tokenizer, seed=seed)
+    head = torch.nn.Linear(model.lm_head.in_features, model.lm_head.out_features, bias=True)
+    with torch.no_grad():
+        head.weight.zero_()
+        head.bias.zero_()
+        head.bias[token] = margin
+    model.lm_head = head
+    return model.eval()
+
+
+def favour(model: torch.nn.Module, tokenizer, text: str, margin: float) -> torch.nn.Module:
+    """Add `margin` to the logit of the one id of `text` (in place): the model still reads its
+    context, but leans towards that id, so that it agrees with a `stuck_llama` on it now and then."""
+    (token,) = tokenizer.encode(text, add_special_tokens=False)
+    old = model.lm_head
+    head = torch.nn.Linear(old.in_features, old.out_features, bias=True)
+    with torch.no_grad():
+        head.weight.copy_(old.weight)
+        head.bias.zero_()
+        head.bias[token] = margin
+    model.lm_head = head
+    return model.eval()
