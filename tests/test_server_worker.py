@@ -174,3 +174,42 @@ def test_jobs_join_a_running_batch_between_steps():
             worker.stop()
 
     asyncio.run(main())
+
+
+def test_a_job_leaves_the_books_when_it_ends_while_the_batch_runs_on():
+    """A batch that never empties must not keep finished jobs: `running` and `served` change at each
+    job's end, not when the runner returns."""
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        finish_a, finish_b, seen = threading.Event(), threading.Event(), []
+
+        def run(jobs: list[Job], take) -> None:
+            a, b = jobs
+            assert finish_a.wait(30)
+            a.finish("A")
+            seen.append(worker.status())  # on the engine thread, right after a's end
+            assert finish_b.wait(30)
+            b.fail(ValueError("b broke"))
+            seen.append(worker.status())
+
+        worker = Worker(run, max_queue=8, max_batch=2)
+        a, b = worker.submit("a", loop), worker.submit("b", loop)
+        worker.start()
+        try:
+            for _ in range(100):
+                if worker.status()["running"] == 2:
+                    break
+                await asyncio.sleep(0.02)
+            assert worker.status()["running"] == 2
+            finish_a.set()
+            assert await drain(a) == ["A"]
+            assert seen[0] == {"queued": 0, "running": 1, "served": 1, "cancelled": 0, "failed": 0}
+            finish_b.set()
+            with pytest.raises(ValueError, match="b broke"):
+                await asyncio.wait_for(b.next(), 30)
+            assert seen[1] == {"queued": 0, "running": 0, "served": 1, "cancelled": 0, "failed": 1}
+        finally:
+            worker.stop()
+
+    asyncio.run(main())

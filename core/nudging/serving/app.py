@@ -50,7 +50,8 @@ _PARAMS = {"max_new_tokens": "max_tokens", "temperature": "temperature", "top_p"
 
 def serve_batched(nudger: Nudger, max_batch: int, jobs: list[Job], take: Callable[[int], list[Job]]) -> None:
     """The worker's runner: decode jobs together, admitting waiting ones between steps (continuous
-    batching) up to `max_batch` rows; each job gets its own events and Result as its row produces them."""
+    batching) up to `max_batch` rows; each job gets its own events and Result as its row produces
+    them, and is dropped from here with its last item (a batch that never empties keeps no finished job)."""
     batch = BatchDecoder()
     by_key: dict[int, Job] = {}
 
@@ -68,13 +69,12 @@ def serve_batched(nudger: Nudger, max_batch: int, jobs: list[Job], take: Callabl
     try:
         while len(batch):
             for key, item in batch.step():
-                job = by_key[key]
                 if isinstance(item, BaseException):
-                    job.fail(item)
+                    by_key.pop(key).fail(item)  # a row's last item: the job leaves with it
                 elif isinstance(item, Result):
-                    job.finish(item)
+                    by_key.pop(key).finish(item)
                 else:
-                    job.emit(item)
+                    by_key[key].emit(item)
             if len(batch) < max_batch:
                 admit(take(max_batch - len(batch)))
     finally:

@@ -4,6 +4,9 @@ HTTP handlers never run the engine: they submit a `Job` and await its events, an
 jobs in arrival order. The worker hands its runner every job waiting (up to `max_batch`) plus a
 `take(n)` that admits up to n more without blocking, so a batched engine can let new requests join
 between steps (continuous batching) while others are mid-generation.
+
+A job leaves the worker's books the moment it ends (its `finish` or `fail`), not when the batch
+empties: a server that is never idle must not keep finished jobs, and `status()` is true at every moment.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import asyncio
 import logging
 import queue
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -46,6 +50,8 @@ class Job:
         self.cancel = threading.Event()
         self.finished = False
         self.failed = False
+        self.submitted = time.monotonic()
+        self.on_end: Callable[[Job], None] | None = None  # set by the worker while the job runs
         self._loop = loop
         self._items: asyncio.Queue[Any] = asyncio.Queue()
 
@@ -54,12 +60,20 @@ class Job:
         self._put(item)
 
     def finish(self, result: Any) -> None:
-        self.finished = True
+        self._end(failed=False)
         self._put(Done(result))
 
     def fail(self, exc: BaseException) -> None:
-        self.finished = self.failed = True
+        self._end(failed=True)
         self._put(exc)
+
+    def _end(self, *, failed: bool) -> None:
+        if self.finished:
+            return
+        self.finished, self.failed = True, failed
+        on_end, self.on_end = self.on_end, None
+        if on_end is not None:
+            on_end(self)
 
     def _put(self, item: Any) -> None:
         try:
@@ -85,7 +99,8 @@ class Worker:
         self._run_batch = run_batch
         self._queue: queue.Queue[Job | None] = queue.Queue(maxsize=max_queue)
         self._max_batch = max_batch
-        self._running: list[Job] = []
+        self._running: dict[int, Job] = {}
+        self._lock = threading.Lock()  # `_running` and `counts` change together
         self._thread: threading.Thread | None = None
         self._closed = False
         self.counts = {"served": 0, "cancelled": 0, "failed": 0}
@@ -101,7 +116,8 @@ class Worker:
         return job
 
     def status(self) -> dict[str, int]:
-        return {"queued": self._queue.qsize(), "running": len(self._running), **self.counts}
+        with self._lock:
+            return {"queued": self._queue.qsize(), "running": len(self._running), **self.counts}
 
     def start(self) -> None:
         self._closed = False
@@ -118,7 +134,9 @@ class Worker:
                 break
             if job is not None:
                 job.fail(Cancelled("the server is shutting down"))
-        for job in list(self._running):
+        with self._lock:
+            running = list(self._running.values())
+        for job in running:
             job.cancel.set()
         if self._thread is not None:
             self._queue.put(None)
@@ -140,11 +158,22 @@ class Worker:
         for j in jobs:
             if j.cancel.is_set():
                 j.fail(Cancelled("cancelled before it started"))
-                self.counts["cancelled"] += 1
+                with self._lock:
+                    self.counts["cancelled"] += 1
             else:
                 live.append(j)
-        self._running = self._running + live
+        with self._lock:
+            for j in live:
+                j.on_end = self._ended
+                self._running[id(j)] = j
         return live
+
+    def _ended(self, job: Job) -> None:
+        """A running job finished or failed: off the books now, counted once."""
+        with self._lock:
+            self._running.pop(id(job), None)
+            kind = "cancelled" if job.cancel.is_set() else "failed" if job.failed else "served"
+            self.counts[kind] += 1
 
     def _take(self, n: int) -> list[Job]:
         """Up to n more waiting jobs, without blocking (the runner calls this between steps)."""
@@ -161,20 +190,14 @@ class Worker:
         return got
 
     def _run(self, jobs: list[Job]) -> None:
+        error: BaseException = RuntimeError("the runner returned without finishing the job")
         try:
             self._run_batch(jobs, self._take)
         except Exception as exc:  # a runner bug must not kill the worker: fail its jobs, keep serving
             log.exception("engine worker failed")
-            for j in self._running:
-                if not j.finished:
-                    j.fail(exc)
+            error = exc
         finally:
-            jobs = self._running
-            for j in jobs:
-                if j.cancel.is_set():
-                    self.counts["cancelled"] += 1
-                else:
-                    if not j.finished:
-                        j.fail(RuntimeError("the runner returned without finishing the job"))
-                    self.counts["failed" if j.failed else "served"] += 1
-            self._running = []  # last: once `running` reads 0, the counts are final
+            with self._lock:
+                left = list(self._running.values())
+            for j in left:
+                j.fail(error)
