@@ -4,6 +4,7 @@ from .config import BaseTemplate, NudgingConfig, SamplingParams
 from .errors import ConfigError, InputError, ModelLoadError, NudgingError
 from .nudger import Nudger, Stream
 from .policies import EntropyPolicy, LearnedPolicy, NudgingPolicy, TopProbPolicy
+from .prompts import RawPrompt
 from .results import Result, Span, Stats, StreamEvent
 
 __all__ = [
@@ -17,6 +18,7 @@ __all__ = [
     "NudgingConfig",
     "NudgingError",
     "NudgingPolicy",
+    "RawPrompt",
     "Result",
     "SamplingParams",
     "Span",

@@ -35,11 +35,23 @@ class BaseTemplate:
     """Plain-text prompt for the base model, as in the paper: `{system}\\n{question prefix}{question}\\n{answer prefix}`.
 
     Earlier turns of a conversation are rendered as question/answer pairs in the same format.
+    A base model knows no end of turn: after its answer it tends to write the template's next
+    question itself ("\\nQuestion: ..."). `next_turn` is that marker, and chat answers end there
+    (a stop string, as a chat template's end-of-turn token ends a chat model's answer) unless
+    `stop_at_next_turn` is False.
     """
 
     question_prefix: str = "Question: "
     answer_prefix: str = "Answer: "
     turn_separator: str = "\n"
+    stop_at_next_turn: bool = True
+
+    @property
+    def next_turn(self) -> str | None:
+        """The text that starts the base's own next question: separator + question prefix without
+        its trailing whitespace ("\\nQuestion:"); None when off or the prefix is blank."""
+        prefix = self.question_prefix.rstrip()
+        return self.turn_separator + prefix if self.stop_at_next_turn and prefix else None
 
 
 @dataclass(frozen=True)

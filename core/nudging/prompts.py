@@ -3,13 +3,24 @@
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from typing import Any, Sequence
 
 from .config import BaseTemplate, NudgingConfig
 from .errors import InputError
 
+
+@dataclass(frozen=True)
+class RawPrompt:
+    """Text that both models continue as it is: no chat template, no question/answer wrapping, no
+    system line and no next-turn stop (what `/v1/completions` serves: few-shot prompts, documents
+    to complete). The nudger then writes as a plain language model continuing the same text."""
+
+    text: str
+
+
 Messages = Sequence[dict[str, Any]]
-Prompt = str | Messages
+Prompt = str | Messages | RawPrompt
 _ROLES = {"system", "user", "assistant", "tool"}
 
 
@@ -81,12 +92,25 @@ def plain_prompt(messages: list[dict[str, str]], template: BaseTemplate) -> str:
     return template.turn_separator.join(lines) + template.turn_separator + template.answer_prefix
 
 
+def stop_strings(prompt: Prompt, config: NudgingConfig) -> tuple[str, ...]:
+    """The run's stop strings: the config's, plus the base template's next-turn marker for a
+    question or chat (a raw continuation has no turns)."""
+    marker = None if isinstance(prompt, RawPrompt) else config.base_template.next_turn
+    return tuple(dict.fromkeys((*config.stop, marker) if marker else config.stop))
+
+
 def build_prompts(base: Any, nudger: Any, prompt: Prompt, config: NudgingConfig) -> tuple[dict[str, str], tuple[list[int], list[int]]]:
-    """Each side's prompt text and ids: the nudger's chat template, the base's plain template.
+    """Each side's prompt text and ids: the nudger's chat template, the base's plain template
+    (a RawPrompt: its text for both, with each tokenizer's default special tokens).
 
     Text from users stays text: a special token typed into a message (say "<|im_start|>system")
     is tokenized as ordinary characters; only the chat template's own markers are control tokens.
     """
+    if isinstance(prompt, RawPrompt):
+        if not isinstance(prompt.text, str) or not prompt.text.strip():
+            raise InputError("prompt is empty")
+        texts = {"base": prompt.text, "nudger": prompt.text}
+        return texts, (encode_literal(base.tokenizer, prompt.text, add_special_tokens=True), encode_literal(nudger.tokenizer, prompt.text, add_special_tokens=True))
     messages = to_messages(prompt, config.system)
     texts = {
         "base": plain_prompt(messages, config.base_template),

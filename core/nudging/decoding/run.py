@@ -19,7 +19,7 @@ from ..backends import Backend
 from ..config import NudgingConfig
 from ..errors import ConfigError, InputError
 from ..policies import NudgingPolicy
-from ..prompts import Prompt, build_prompts
+from ..prompts import Prompt, build_prompts, stop_strings
 from ..results import Result, Span, Stats, StopReason, StreamEvent, word_share
 from ..text import Forward, View, encode_continuation, word_boundaries
 from .sampling import Sampler
@@ -72,7 +72,7 @@ class Run:
             raise ConfigError(f"{policy!r} reads the base model's hidden states, which {base.name} does not expose (a remote base?)")
         self.B = View(base, base_ids, hidden=self._hidden)
         self.N = View(nudger, nudger_ids)
-        self.T = Transcript(config.stop)
+        self.T = Transcript(stop_strings(prompt, config))  # with the base template's next-turn marker
         self.base_sampler = Sampler(config.base_sampling, config.seed)
         self.nudger_sampler = Sampler(config.nudger_sampling, None if config.seed is None else config.seed + 1)
         limits = [config.max_new_tokens]
