@@ -15,7 +15,7 @@ import time
 import httpx
 import openai
 import pytest
-from nudging import Nudger, NudgingConfig
+from nudging import Nudger, NudgingConfig, RawPrompt
 from nudging.serving import create_app, serve_in_thread
 from tiny_models import tiny_pair
 from transformers import DynamicCache
@@ -102,14 +102,15 @@ def test_context_check_counts_prompt_tokens_like_the_engine(http, nudger):
 
 
 def test_completion_with_stop_equals_engine(client, nudger):
-    prompt = "Write a list of fruits."
+    """/v1/completions continues the prompt text itself (a RawPrompt), not a chat question."""
+    prompt = RawPrompt("Write a list of fruits.")
     full = nudger.generate(prompt, max_new_tokens=8)
     assert len(full.text) > 8
     stop = full.text[5:8]
     expected = nudger.generate(prompt, max_new_tokens=8, stop=[stop])
     assert expected.text == full.text[: full.text.find(stop)] and expected.stats.stop_reason == "stop"
     for stops in (stop, [stop, "never appears"]):
-        res = client.completions.create(model=MODEL, prompt=prompt, max_tokens=8, stop=stops)
+        res = client.completions.create(model=MODEL, prompt=prompt.text, max_tokens=8, stop=stops)
         assert res.choices[0].text == expected.text
         assert res.choices[0].finish_reason == "stop"
         assert res.usage.completion_tokens == expected.stats.output_tokens
@@ -117,7 +118,7 @@ def test_completion_with_stop_equals_engine(client, nudger):
 
 
 def test_default_max_tokens_and_length_finish(client, nudger):
-    expected = nudger.generate("Count to ten.")  # the server's defaults are the nudger's config
+    expected = nudger.generate(RawPrompt("Count to ten."))  # the server's defaults are the nudger's config
     res = client.completions.create(model=MODEL, prompt="Count to ten.")
     assert res.choices[0].text == expected.text
     assert res.choices[0].finish_reason == "length" and res.usage.completion_tokens == 8
@@ -149,11 +150,11 @@ def test_streaming_chat(client, nudger):
 
 
 def test_streaming_completion_with_stop(client, nudger):
-    prompt = "Describe the sea."
+    prompt = RawPrompt("Describe the sea.")
     full = nudger.generate(prompt, max_new_tokens=8)
     stop = full.text[4:7]
     expected = nudger.generate(prompt, max_new_tokens=8, stop=[stop])
-    chunks = list(client.completions.create(model=MODEL, prompt=prompt, max_tokens=8, stop=[stop], stream=True))
+    chunks = list(client.completions.create(model=MODEL, prompt=prompt.text, max_tokens=8, stop=[stop], stream=True))
     assert "".join(c.choices[0].text for c in chunks) == expected.text
     assert chunks[-1].choices[0].finish_reason == "stop"
 
@@ -288,7 +289,7 @@ def test_full_queue_gets_503_and_disconnect_cancels(nudger):
                 started = time.monotonic()
             # leaving the block closed the stream mid-generation: the engine stops at its next step
             thread.join(60)
-            assert waiting[0].status_code == 200 and waiting[0].json()["choices"][0]["text"] == nudger.generate("Hi", max_new_tokens=4).text
+            assert waiting[0].status_code == 200 and waiting[0].json()["choices"][0]["text"] == nudger.generate(RawPrompt("Hi"), max_new_tokens=4).text
             wait_for(lambda: status(http)["running"] == 0)
             assert time.monotonic() - started < 30
             counts = status(http)
@@ -304,7 +305,7 @@ def test_non_streaming_disconnect_cancels(url, http):
 
 def test_load_32_streams_a_quarter_disconnecting(url, http, nudger):
     prompts = [f"Question {i}: what is {i} plus {i}?" for i in range(6)]
-    expected = {p: nudger.generate(p, max_new_tokens=8).text for p in prompts}
+    expected = {p: nudger.generate(RawPrompt(p), max_new_tokens=8).text for p in prompts}
     before = status(http)
     client = openai.AsyncOpenAI(base_url=url, api_key="unused", max_retries=0, timeout=300)
 
@@ -401,7 +402,7 @@ def test_real_pair_chat_and_stream(real_pair):
 def test_concurrent_requests_decode_together(nudger):
     """Continuous batching: requests arriving while others run join the batch; each gets its solo answer."""
     prompts = [f"Name {i} animals." for i in range(6)]
-    expected = [nudger.generate(p, max_new_tokens=12).text for p in prompts]
+    expected = [nudger.generate(RawPrompt(p), max_new_tokens=12).text for p in prompts]
     seen = []
     real = type(nudger.base).forward_batch
 

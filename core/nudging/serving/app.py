@@ -1,31 +1,36 @@
 """An OpenAI-compatible HTTP server for a nudged pair (`nudging serve`).
 
-`/v1/completions` and `/v1/chat/completions` (with SSE streaming), `/v1/models`, `/health`.
-Responses follow OpenAI's schema and add a `nudging` object: the spans with their source and the
-generation's stats. One engine worker serves queued requests (see `server_worker`); a client that
-disconnects cancels its generation. `create_plain_app` serves one plain model with vLLM-style
-logprobs instead (the peer of the remote backend).
+`/v1/chat/completions` and `/v1/completions` (with SSE streaming), `/v1/models`, `/health`,
+`/metrics`, and the playground page at `/`. Responses follow OpenAI's schema and add a `nudging`
+object: the spans with their source and the generation's stats. One engine worker serves queued
+requests (see `worker`); a client that disconnects cancels its generation.
+
+A chat request is a question: the base sees its plain template and the answer ends at the
+template's next-turn marker. `/v1/completions` is a raw continuation: both models continue the
+prompt text as it is (`RawPrompt`), so few-shot and document prompts behave as on any completions
+server. `create_plain_app` serves one plain model with vLLM-style logprobs instead.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from functools import partial
 from typing import Any
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from ..config import NudgingConfig
 from ..decoding.batching import BatchDecoder
 from ..errors import ConfigError, InputError
 from ..nudger import Nudger
-from ..prompts import Prompt
+from ..prompts import Prompt, RawPrompt
 from ..results import Result, StreamEvent
 from .http import (
     APIError,
@@ -38,7 +43,10 @@ from .http import (
     read_request,
     sse,
 )
-from .openai import ChatCompletionRequest, CompletionRequest, RequestBase
+from .guard import warn_if_exposed
+from .metrics import Metrics
+from .openai import ChatCompletionRequest, CompletionRequest, RequestBase, refusal
+from .playground import PAGE
 from .plain import create_plain_app
 from .worker import Done, Job, Worker
 
@@ -81,13 +89,37 @@ def serve_batched(nudger: Nudger, max_batch: int, jobs: list[Job], take: Callabl
         batch.close()
 
 
-def create_app(nudger: Nudger, *, config: NudgingConfig | None = None, model_name: str = "nudging", max_queue: int = 16, max_batch: int = 8) -> FastAPI:
+@dataclass(frozen=True)
+class Limits:
+    """What one request may ask: `max_tokens` (None: the context window is the only cap) and
+    `timeout`, seconds from arrival to the last byte (None: no deadline; past it: 504, job cancelled)."""
+
+    max_tokens: int | None = None
+    timeout: float | None = None
+
+
+def create_app(
+    nudger: Nudger,
+    *,
+    config: NudgingConfig | None = None,
+    model_name: str = "nudging",
+    max_queue: int = 16,
+    max_batch: int = 8,
+    limits: Limits = Limits(),
+    api_key: str | None = None,
+    allowed_origins: Sequence[str] = (),
+) -> FastAPI:
     """The OpenAI-compatible app for `nudger`. Requests override `config` (default: `nudger.config`;
     greedy unless it says otherwise). Up to `max_batch` requests decode together; at most `max_queue`
-    more wait for a slot, and beyond that get 503 with Retry-After."""
+    more wait for a slot, and beyond that get 503 with Retry-After. `api_key`/`allowed_origins`: see `base_app`."""
     defaults = config or nudger.config
     worker = Worker(partial(serve_batched, nudger, max_batch), max_queue=max_queue, max_batch=max_batch)
-    app = base_app(model_name, worker, title="nudging")
+    app = base_app(model_name, worker, title="nudging", api_key=api_key, allowed_origins=allowed_origins)
+    ctx = _Context(nudger, defaults, worker, model_name, limits, app.state.metrics)
+
+    @app.get("/", include_in_schema=False)
+    async def playground() -> HTMLResponse:
+        return HTMLResponse(PAGE)
 
     @app.post("/v1/completions", response_model=None)
     async def completions(request: Request) -> Response:
@@ -99,17 +131,15 @@ def create_app(nudger: Nudger, *, config: NudgingConfig | None = None, model_nam
             if len(prompt) != 1 or not isinstance(prompt[0], str):
                 raise APIError(400, "prompt must be one string (batches and token ids are not supported by a nudged pair, whose models have different tokenizers)", param="prompt", code="unsupported_value")
             prompt = prompt[0]
-        return await _respond(request, nudger, defaults, worker, model_name, req, prompt, req.max_tokens, chat=False)
+        return await _respond(request, ctx, req, RawPrompt(prompt), req.max_tokens, chat=False)
 
     @app.post("/v1/chat/completions", response_model=None)
     async def chat_completions(request: Request) -> Response:
         req = await read_request(request, ChatCompletionRequest)
-        if req.tools:
-            raise APIError(400, "tool calling is not supported by this server", param="tools", code="unsupported_value")
         if req.logprobs:
             raise APIError(400, "logprobs are not available for nudged text", param="logprobs", code="unsupported_value")
         max_tokens = req.max_completion_tokens if req.max_completion_tokens is not None else req.max_tokens
-        return await _respond(request, nudger, defaults, worker, model_name, req, _messages(req), max_tokens, chat=True)
+        return await _respond(request, ctx, req, _messages(req), max_tokens, chat=True)
 
     return app
 
@@ -128,21 +158,47 @@ def _messages(req: ChatCompletionRequest) -> list[dict[str, str]]:
     return out
 
 
-def _config(nudger: Nudger, defaults: NudgingConfig, req: RequestBase, prompt: Prompt, max_tokens: int | None) -> NudgingConfig:
-    """The request's settings over the server's, validated: bad values, empty or malformed prompts
-    and prompts that do not fit the base model's context window are refused before queueing."""
+@dataclass(frozen=True)
+class _Context:
+    nudger: Nudger
+    defaults: NudgingConfig
+    worker: Worker
+    model_name: str
+    limits: Limits
+    metrics: Metrics
+
+
+def _config(ctx: _Context, req: RequestBase, prompt: Prompt, max_tokens: int | None) -> NudgingConfig:
+    """The request's settings over the server's, validated: unsupported parameters, values out of
+    range, empty or malformed prompts and prompts that do not fit either model's context window are
+    refused before queueing."""
+    nudger, defaults = ctx.nudger, ctx.defaults
+    refused = refusal(req)
+    if refused:
+        param, message, code = refused
+        raise APIError(400, message, param=param, code=code)
     if max_tokens is not None and max_tokens < 1:
         raise APIError(400, f"max_tokens must be at least 1, got {max_tokens}", param="max_tokens", code="invalid_value")
+    cap = ctx.limits.max_tokens
+    if cap is not None and max_tokens is not None and max_tokens > cap:
+        raise APIError(400, f"max_tokens is limited to {cap} on this server (--max-tokens), got {max_tokens}", param="max_tokens", code="invalid_value")
     stop = [req.stop] if isinstance(req.stop, str) else req.stop
     overrides = {"max_new_tokens": max_tokens, "temperature": req.temperature, "top_p": req.top_p, "top_k": req.top_k, "seed": req.seed, "stop": stop, "gamma": req.gamma}
     try:
         cfg = defaults.merged(**overrides)
-        # the base's prompt ids, as the engine builds them: usage and context limits count base-view ids
-        n_prompt = len(nudger.prompt_ids(prompt, cfg)["base"])
+        if cap is not None and cfg.max_new_tokens > cap:
+            cfg = cfg.merged(max_new_tokens=cap)
+        # the prompt ids, as the engine builds them: usage and context limits count base-view ids
+        ids = nudger.prompt_ids(prompt, cfg)
+        n_prompt = len(ids["base"])
     except ConfigError as exc:
         raise APIError(400, str(exc), param=_PARAMS.get(str(exc).split()[0]), code="invalid_value") from None
     except InputError as exc:
-        raise APIError(400, str(exc), param="messages" if not isinstance(prompt, str) else "prompt", code="invalid_value") from None
+        raise APIError(400, str(exc), param="messages" if not isinstance(prompt, RawPrompt) else "prompt", code="invalid_value") from None
+    param = "messages" if not isinstance(prompt, RawPrompt) else "prompt"
+    n_window = nudger.nudger.context_window
+    if n_window and len(ids["nudger"]) >= n_window:
+        raise APIError(400, f"The prompt is {len(ids['nudger'])} tokens for the nudger, whose maximum context length is {n_window} tokens. Please reduce the length of the prompt.", param=param, code="context_length_exceeded")
     window = nudger.base.context_window
     wanted = n_prompt + (max_tokens or 0)
     if window and (n_prompt >= window or wanted > window):
@@ -150,23 +206,24 @@ def _config(nudger: Nudger, defaults: NudgingConfig, req: RequestBase, prompt: P
             400,
             f"This model's maximum context length is {window} tokens. However, you requested {wanted} tokens "
             f"({n_prompt} in the prompt, {max_tokens or 0} for the completion). Please reduce the length of the prompt or the completion.",
-            param="messages" if not isinstance(prompt, str) else "prompt",
+            param=param,
             code="context_length_exceeded",
         )
     return cfg
 
 
-async def _respond(request: Request, nudger: Nudger, defaults: NudgingConfig, worker: Worker, model_name: str, req: RequestBase, prompt: Prompt, max_tokens: int | None, *, chat: bool) -> Response:
-    check_model(req.model, model_name)
+async def _respond(request: Request, ctx: _Context, req: RequestBase, prompt: Prompt, max_tokens: int | None, *, chat: bool) -> Response:
+    arrived = time.monotonic()
+    check_model(req.model, ctx.model_name)
     check_single_choice(req.n)
-    config = await run_in_threadpool(_config, nudger, defaults, req, prompt, max_tokens)
-    sub = Submission(request, worker, (prompt, config))
+    config = await run_in_threadpool(_config, ctx, req, prompt, max_tokens)
+    sub = Submission(request, ctx.worker, (prompt, config), timeout=ctx.limits.timeout, observe=ctx.metrics.track(arrived))
     try:
         first = await sub.next()  # errors before any output still get their own status code
     except BaseException:
         sub.close()
         raise
-    meta = {"id": new_id("chatcmpl" if chat else "cmpl"), "created": now(), "model": model_name}
+    meta = {"id": new_id("chatcmpl" if chat else "cmpl"), "created": now(), "model": ctx.model_name}
     if req.stream:
         usage = bool(req.stream_options and req.stream_options.include_usage)
         return sse(_chunks(sub, first, meta, chat=chat, usage=usage), sub)
@@ -232,6 +289,9 @@ def serve(
     model_name: str | None = None,
     max_queue: int = 16,
     max_batch: int = 8,
+    limits: Limits = Limits(),
+    api_key: str | None = None,
+    allowed_origins: Sequence[str] = (),
     device_map: Any = None,
     dtype: str = "auto",
     log_level: str = "info",
@@ -245,19 +305,27 @@ def serve(
         if base is not None or nudger is not None or gamma is not None:
             raise ConfigError("plain serves one model: don't combine it with base, nudger or gamma")
         model, tokenizer = load_model(plain, device_map=device_map, dtype=dtype)
-        app = create_plain_app(model, tokenizer, model_name or plain, max_queue=max_queue)
+        app = create_plain_app(model, tokenizer, model_name or plain, max_queue=max_queue, api_key=api_key, allowed_origins=allowed_origins)
     else:
         config = NudgingConfig() if gamma is None else NudgingConfig(gamma=gamma)
         pair = Nudger.from_pretrained(base or EMBEDDED_BASE, nudger or EMBEDDED_NUDGER, device_map=device_map, dtype=dtype)
-        app = create_app(pair, config=config, model_name=model_name or "nudging", max_queue=max_queue, max_batch=max_batch)
+        app = create_app(pair, config=config, model_name=model_name or "nudging", max_queue=max_queue, max_batch=max_batch, limits=limits, api_key=api_key, allowed_origins=allowed_origins)
     run_server(app, host, port, log_level=log_level)
 
 
 def run_server(app: FastAPI, host: str = "127.0.0.1", port: int = 8000, *, log_level: str = "info") -> None:
-    """Serve `app` with uvicorn until interrupted (port 0: a free port, printed in the log)."""
+    """Serve `app` with uvicorn until interrupted (port 0: a free port, printed in the log). The
+    server's own log (one line per request, with its x-request-id) replaces uvicorn's access log."""
     import uvicorn
 
-    uvicorn.run(app, host=host, port=port, log_level=log_level)
+    logger = logging.getLogger("nudging")
+    if not logger.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(levelname)s:     %(name)s: %(message)s"))
+        logger.addHandler(handler)
+    logger.setLevel(log_level.upper())
+    warn_if_exposed(host, app.state.api_key)
+    uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=False)
 
 
 @contextmanager

@@ -1,7 +1,9 @@
 """HTTP plumbing shared by the nudged and the plain server.
 
-OpenAI's error JSON for every failure (never a stack trace), strict body parsing (size, UTF-8,
-JSON, schema), queue admission, Server-Sent Events, and cancelling a job when its client leaves.
+OpenAI's error JSON for every failure (never a stack trace), strict body parsing (JSON bodies only,
+size, UTF-8, JSON without NaN/Infinity, schema), queue admission, a per-request deadline,
+Server-Sent Events, cancelling a job when its client leaves, and the app's door (`guard`: request
+ids, API key; optional CORS for `allowed_origins`; `/metrics`).
 """
 
 from __future__ import annotations
@@ -11,17 +13,20 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..errors import NudgingError
+from .guard import REQUEST_ID, Guard
+from .metrics import Metrics
 from .worker import Cancelled, Job, QueueFull, Worker
 
 log = logging.getLogger("nudging.server")
@@ -60,7 +65,7 @@ def as_api_error(exc: BaseException) -> APIError:
         message = str(exc)
         code = "context_length_exceeded" if "context" in message else None
         return APIError(400, message, code=code)
-    log.error("request failed", exc_info=exc)
+    log.error("request %s failed", REQUEST_ID.get(), exc_info=exc)
     return APIError(500, "internal server error (see the server log)")
 
 
@@ -73,7 +78,12 @@ def now() -> int:
 
 
 async def read_request(request: Request, model: type[M], max_bytes: int = MAX_BODY_BYTES) -> M:
-    """Parse a JSON request body into `model`: 413 when too large, 400 when not UTF-8 JSON, 422 on schema errors."""
+    """Parse a JSON request body into `model`: 415 unless it says it is JSON (a cross-origin page
+    can send text/plain without asking first, never application/json), 413 when too large, 400 when
+    not UTF-8 JSON, 422 on schema errors."""
+    media = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if media != "application/json" and not media.endswith("+json"):
+        raise APIError(415, f"Content-Type must be application/json, got {media or 'none'!r}", code="unsupported_media_type")
     raw = bytearray()
     async for chunk in request.stream():
         raw += chunk
@@ -84,7 +94,7 @@ async def read_request(request: Request, model: type[M], max_bytes: int = MAX_BO
     except UnicodeDecodeError as exc:
         raise APIError(400, f"request body is not valid UTF-8 ({exc.reason} at byte {exc.start})", code="invalid_body") from None
     try:
-        data = json.loads(text)
+        data = json.loads(text, parse_constant=_no_constant)
     except json.JSONDecodeError as exc:
         raise APIError(400, f"request body is not valid JSON: {exc}", code="invalid_json") from None
     if not isinstance(data, dict):
@@ -93,6 +103,10 @@ async def read_request(request: Request, model: type[M], max_bytes: int = MAX_BO
         return model.model_validate(data)
     except ValidationError as exc:
         raise _schema_error(exc.errors()) from None
+
+
+def _no_constant(name: str) -> Any:
+    raise json.JSONDecodeError(f"{name} is not a JSON number", name, 0)
 
 
 def _schema_error(errors: list[Any]) -> APIError:
@@ -120,13 +134,17 @@ def check_single_choice(n: int) -> None:
 
 
 class Submission:
-    """A job on the worker plus a task that cancels it when the client disconnects."""
+    """A job on the worker plus a task that cancels it when the client disconnects; `timeout`
+    (seconds, queueing included) cancels it and answers 504; `observe` sees every item."""
 
-    def __init__(self, request: Request, worker: Worker, payload: Any) -> None:
+    def __init__(self, request: Request, worker: Worker, payload: Any, *, timeout: float | None = None, observe: Callable[[Any], None] | None = None) -> None:
+        loop = asyncio.get_running_loop()
         try:
-            self.job: Job = worker.submit(payload, asyncio.get_running_loop())
+            self.job: Job = worker.submit(payload, loop)
         except QueueFull as exc:
             raise as_api_error(exc) from None
+        self.timeout, self.observe = timeout, observe
+        self._deadline = None if timeout is None else loop.time() + timeout
         self._watch = asyncio.create_task(self._watch_disconnect(request))
 
     async def _watch_disconnect(self, request: Request) -> None:
@@ -138,9 +156,18 @@ class Submission:
     async def next(self) -> Any:
         """The job's next item; its failure as an APIError."""
         try:
-            return await self.job.next()
+            if self._deadline is None:
+                item = await self.job.next()
+            else:
+                item = await asyncio.wait_for(self.job.next(), max(0.0, self._deadline - asyncio.get_running_loop().time()))
+        except asyncio.TimeoutError:
+            self.job.cancel.set()
+            raise APIError(504, f"the request ran past this server's limit of {self.timeout:g} seconds", code="timeout") from None
         except Exception as exc:
             raise as_api_error(exc) from None
+        if self.observe is not None:
+            self.observe(item)
+        return item
 
     def close(self) -> None:
         """Stop watching; cancel the job if it is still running (the response ended early)."""
@@ -169,9 +196,11 @@ def sse(chunks: AsyncIterator[dict[str, Any]], sub: Submission) -> StreamingResp
     return StreamingResponse(events(), media_type="text/event-stream", headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
 
-def base_app(model_name: str, worker: Worker, *, title: str) -> FastAPI:
+def base_app(model_name: str, worker: Worker, *, title: str, api_key: str | None = None, allowed_origins: Sequence[str] = ()) -> FastAPI:
     """A FastAPI app that runs `worker` for its lifetime, answers errors in OpenAI's shape, and
-    serves `/health`, `/v1/models` and `/v1/models/{id}`."""
+    serves `/health`, `/metrics`, `/v1/models` and `/v1/models/{id}` (`app.state.metrics`: the
+    app's Metrics). With `api_key`, every route but `/health` and `/` needs it as a Bearer token;
+    `allowed_origins` (e.g. ["https://my.site"], or ["*"]) may call it from browsers."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -182,6 +211,11 @@ def base_app(model_name: str, worker: Worker, *, title: str) -> FastAPI:
             worker.stop()
 
     app = FastAPI(title=title, lifespan=lifespan)
+    app.state.api_key = api_key
+    app.state.metrics = metrics = Metrics(worker, frozenset({"/", "/health", "/metrics", "/v1/models", "/v1/completions", "/v1/chat/completions"}))
+    app.add_middleware(Guard, api_key=api_key, count=metrics.count)
+    if allowed_origins:  # added last: outermost, so preflights and 401s get CORS headers too
+        app.add_middleware(CORSMiddleware, allow_origins=list(allowed_origins), allow_methods=["GET", "POST"], allow_headers=["Authorization", "Content-Type", "X-Request-Id"], expose_headers=["X-Request-Id"])
     created = now()
     card = {"id": model_name, "object": "model", "created": created, "owned_by": "nudging"}
 
@@ -205,6 +239,11 @@ def base_app(model_name: str, worker: Worker, *, title: str) -> FastAPI:
     @app.get("/health")
     async def health() -> dict[str, Any]:
         return {"status": "ok", "model": model_name, **worker.status()}
+
+    @app.get("/metrics")
+    async def prometheus() -> Response:
+        body, media_type = metrics.render()
+        return Response(body, media_type=media_type)
 
     @app.get("/v1/models")
     async def models() -> dict[str, Any]:

@@ -14,6 +14,7 @@ but not in the text; text cut by a stop string keeps the token that completed it
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
@@ -168,11 +169,11 @@ def serve_plain(lm: LocalModel, jobs: list[Job], take: Any = None) -> None:
             job.fail(exc)
 
 
-def create_plain_app(model: Any, tokenizer: Any, model_name: str, *, max_queue: int = 16) -> FastAPI:
+def create_plain_app(model: Any, tokenizer: Any, model_name: str, *, max_queue: int = 16, api_key: str | None = None, allowed_origins: Sequence[str] = ()) -> FastAPI:
     """Serve one transformers causal LM on `/v1/completions` with vLLM-style logprobs."""
     lm = LocalModel(model, tokenizer)
     worker = Worker(partial(serve_plain, lm), max_queue=max_queue)
-    app = base_app(model_name, worker, title=f"nudging plain server: {model_name}")
+    app = base_app(model_name, worker, title=f"nudging plain server: {model_name}", api_key=api_key, allowed_origins=allowed_origins)
 
     @app.post("/v1/completions", response_model=None)
     async def completions(request: Request) -> JSONResponse:
