@@ -224,6 +224,24 @@ BAD = [
     ("POST", "/v1/chat/completions", {"messages": _USER, "gamma": -1}, 400, "gamma", "gamma"),
     ("POST", "/v1/chat/completions", {"messages": _USER, "stop": [""]}, 400, "stop", "stop"),
     ("POST", "/v1/chat/completions", {"messages": _USER, "tools": [{"type": "function"}]}, 400, "tool calling", "tools"),
+    # issue 19: values of a valid type that gave a 500 or were silently dropped or accepted
+    ("POST", "/v1/chat/completions", {"messages": _USER, "temperature": 0.9, "seed": 2**64 - 1}, 400, "64-bit signed integer", "seed"),
+    ("POST", "/v1/chat/completions", {"messages": _USER, "temperature": 0.9, "seed": -(2**63) - 1}, 400, "64-bit signed integer", "seed"),
+    ("POST", "/v1/chat/completions", {"messages": _USER, "temperature": 1e308}, 400, "between 0 and 2", "temperature"),
+    ("POST", "/v1/chat/completions", {"messages": _USER, "temperature": 2.01}, 400, "between 0 and 2", "temperature"),
+    ("POST", "/v1/chat/completions", b'{"messages": [{"role": "user", "content": "hi"}], "temperature": NaN}', 400, "NaN is not a JSON number", None),
+    ("POST", "/v1/chat/completions", {"messages": _USER, "response_format": {"type": "json_object"}}, 400, "response_format is not supported", "response_format"),
+    ("POST", "/v1/chat/completions", {"messages": _USER, "tool_choice": "required"}, 400, "tool_choice is not supported", "tool_choice"),
+    ("POST", "/v1/chat/completions", {"messages": _USER, "presence_penalty": 0.5}, 400, "presence_penalty is not supported", "presence_penalty"),
+    ("POST", "/v1/chat/completions", {"messages": _USER, "frequency_penalty": -1}, 400, "frequency_penalty is not supported", "frequency_penalty"),
+    ("POST", "/v1/chat/completions", {"messages": _USER, "logit_bias": {"50256": -100}}, 400, "logit_bias is not supported", "logit_bias"),
+    ("POST", "/v1/completions", {"prompt": "hi", "logit_bias": {"1": 5}}, 400, "logit_bias is not supported", "logit_bias"),
+    ("POST", "/v1/chat/completions", {"messages": _USER, "stop": ["a", "b", "c", "d", "e"]}, 400, "at most 4 strings", "stop"),
+    ("POST", "/v1/chat/completions", {"messages": _USER, "stop": ["x" * 8000] * 1000}, 400, "at most 4 strings", "stop"),
+    ("POST", "/v1/chat/completions", {"messages": _USER, "stop": "x" * 8000}, 400, "limited to 128 characters", "stop"),
+    ("POST", "/v1/chat/completions", ("text/plain", b'{"messages": [{"role": "user", "content": "hi"}]}'), 415, "must be application/json, got 'text/plain'", None),
+    ("POST", "/v1/completions", ("application/x-www-form-urlencoded", b"prompt=hi"), 415, "must be application/json", None),
+    ("POST", "/v1/completions", (None, b'{"prompt": "hi"}'), 415, "got 'none'", None),
     ("POST", "/v1/completions", {"prompt": ""}, 400, "prompt is empty", "prompt"),
     ("POST", "/v1/completions", {"prompt": 5}, 422, "valid string or", "prompt"),
     ("POST", "/v1/completions", {"prompt": [1, 2, 3]}, 400, "token ids", "prompt"),
@@ -236,6 +254,10 @@ BAD = [
 
 
 def _send(http: httpx.Client, method: str, path: str, body) -> httpx.Response:
+    """bytes: sent as JSON; (content type or None, bytes): sent with that type; else JSON-encoded."""
+    if isinstance(body, tuple):
+        media, raw = body
+        return http.request(method, path, content=raw, headers={"Content-Type": media} if media else {})
     if isinstance(body, bytes):
         return http.request(method, path, content=body, headers={"Content-Type": "application/json"})
     return http.request(method, path, json=body)
