@@ -318,3 +318,62 @@ async def test_cancelling_ainvoke_stops_the_engine(pair):
             await asyncio.sleep(0.02)
         assert len(calls) <= n + 1  # at most the forward in flight finishes
     assert len(calls) < 50
+
+
+def test_token_counts_come_from_the_base_tokenizer(pair, llm, chat):
+    """Offline: LangChain's default would fetch GPT-2's tokenizer from the hub."""
+    text = "Nudging aligns a base model at inference time."
+    ids = pair.base.tokenizer.encode(text, add_special_tokens=False)
+    for model in (llm, chat):
+        assert model.get_token_ids(text) == ids and model.get_num_tokens(text) == len(ids)
+    messages = [SystemMessage("Be brief."), HumanMessage(PROMPTS[0])]
+    assert chat.get_num_tokens_from_messages(messages) == chat.invoke(messages).usage_metadata["input_tokens"]
+
+
+class _Runs(BaseCallbackHandler):
+    def __init__(self) -> None:
+        self.starts, self.ends = [], []
+
+    def on_chat_model_start(self, serialized, messages, *, run_id, **kwargs) -> None:
+        self.starts.append((run_id, messages[0][-1].content))
+
+    def on_llm_end(self, response, *, run_id, **kwargs) -> None:
+        self.ends.append((run_id, response.generations[0][0].message.content))
+
+
+@contextmanager
+def _batches(pair):
+    """Record the prompt lists that reach Nudger.generate_batch while the block runs."""
+    seen, real = [], type(pair).generate_batch
+
+    def recording(self, prompts, *args, **kwargs):
+        seen.append(len(prompts))
+        return real(self, prompts, *args, **kwargs)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(type(pair), "generate_batch", recording)
+        yield seen
+
+
+def test_chat_batch_decodes_together_with_callbacks_per_input(pair, chat, refs):
+    runs = _Runs()
+    with _batches(pair) as seen:
+        out = chat.batch(PROMPTS, config={"callbacks": [runs]})
+    assert seen == [len(PROMPTS)]
+    assert [m.content for m in out] == [refs[p].text for p in PROMPTS]
+    assert [m.usage_metadata["output_tokens"] for m in out] == [refs[p].stats.output_tokens for p in PROMPTS]
+    assert [c for _, c in runs.starts] == PROMPTS and [c for _, c in runs.ends] == [m.content for m in out]
+    assert [m.id for m in out] == [f"lc_run--{r}" for r, _ in runs.ends] and len({r for r, _ in runs.starts}) == 2
+    with _batches(pair) as seen:  # per-input exceptions need LangChain's one call per input
+        assert [m.content for m in chat.batch(PROMPTS, return_exceptions=True)] == [refs[p].text for p in PROMPTS]
+    assert seen == []
+
+
+@pytest.mark.asyncio
+async def test_chat_abatch_decodes_together(pair, chat, refs):
+    runs = _Runs()
+    with _batches(pair) as seen:
+        out = await chat.abatch(PROMPTS, config={"callbacks": [runs]})
+    assert seen == [len(PROMPTS)]
+    assert [m.content for m in out] == [refs[p].text for p in PROMPTS]
+    assert len(runs.starts) == len(runs.ends) == 2

@@ -100,6 +100,13 @@ class NudgingParams(BaseModel):
         """The engine settings a call without overrides runs with."""
         return self.nudger.config.merged(**self.engine_overrides())
 
+    def get_token_ids(self, text: str) -> list[int]:
+        """`text` in the base model's tokenizer (offline; what budgets and usage count), no special tokens."""
+        return self.nudger.base.tokenizer.encode(text, add_special_tokens=False)
+
+    def get_num_tokens(self, text: str) -> int:
+        return len(self.get_token_ids(text))
+
     @property
     def nudging_params(self) -> dict[str, Any]:
         """What identifies this model's outputs: both models, gamma, sampling and budget."""

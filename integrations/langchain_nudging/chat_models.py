@@ -6,9 +6,12 @@ from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import Any
 
 from langchain_core.callbacks import (
+    AsyncCallbackManager,
     AsyncCallbackManagerForLLMRun,
+    CallbackManager,
     CallbackManagerForLLMRun,
 )
+from langchain_core.globals import get_llm_cache
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import (
     AIMessage,
@@ -20,7 +23,10 @@ from langchain_core.messages import (
     ToolMessage,
 )
 from langchain_core.messages.ai import UsageMetadata
-from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
+from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult, LLMResult
+from langchain_core.runnables import RunnableConfig
+from langchain_core.runnables.config import get_config_list
+from langchain_core.utils.utils import LC_ID_PREFIX
 from nudging import Result
 
 from ._common import NudgingParams, result_metadata
@@ -67,6 +73,10 @@ class ChatNudging(NudgingParams, BaseChatModel):
     is not offered: neither model is asked to emit structured calls, so `bind_tools` and
     `with_structured_output` keep LangChain's defaults, which raise NotImplementedError. For a
     text ReAct agent, use NudgingLLM (examples/langchain_react_agent.py).
+
+    `batch`/`abatch` decode all inputs together (`Nudger.generate_batch`, with LangChain's
+    callbacks per input); with a cache, a rate limiter, `streaming` or `return_exceptions` they
+    fall back to LangChain's one call per input. Token counts use the base model's tokenizer.
 
     `response_metadata` carries `spans` (answer text by source, as dicts), `stats`, `nudge_share`,
     `finish_reason` and the exact `prompts`. `usage_metadata` counts ids of the base model's view:
@@ -125,3 +135,65 @@ class ChatNudging(NudgingParams, BaseChatModel):
                 yield self._last_chunk(item)
             else:
                 yield ChatGenerationChunk(message=AIMessageChunk(content=item.text))
+
+    def get_num_tokens_from_messages(self, messages: list[BaseMessage], tools: Sequence[Any] | None = None) -> int:
+        """The ids of the base model's prompt for `messages` (what `usage_metadata.input_tokens` counts)."""
+        if tools:
+            raise NotImplementedError("ChatNudging does not offer tool calling")
+        return len(self.nudger.prompt_ids(to_engine_messages(messages), self.engine_config())["base"])
+
+    # -- batches: one generate_batch, callbacks per input ------------------------------------
+    def _batchable(self, inputs: Sequence[Any], return_exceptions: bool) -> bool:
+        return len(inputs) > 1 and not (return_exceptions or self.streaming or self.rate_limiter is not None or self.cache or (self.cache is None and get_llm_cache() is not None))
+
+    def _batch_starts(self, inputs: Sequence[Any], config: RunnableConfig | list[RunnableConfig] | None, stop: list[str] | None) -> tuple[list[list[BaseMessage]], list[tuple[Any, dict[str, Any]]]]:
+        """Each input's messages, and (callback manager, on_chat_model_start arguments) for it."""
+        messages = [self._convert_input(x).to_messages() for x in inputs]
+        starts = []
+        for msgs, cfg in zip(messages, get_config_list(config, len(inputs))):
+            args = {"invocation_params": {**self._identifying_params, "stop": stop}, "options": {"stop": stop}, "name": cfg.get("run_name"), "run_id": cfg.get("run_id"), "batch_size": len(inputs)}
+            starts.append(((cfg.get("callbacks"), self.callbacks, self.verbose, cfg.get("tags"), self.tags, cfg.get("metadata"), self.metadata), {"messages": [msgs], **args}))
+        return messages, starts
+
+    def _batch_message(self, result: Result, run_id: Any) -> AIMessage:
+        message = self._message(result)
+        message.id = f"{LC_ID_PREFIX}-{run_id}"
+        return message
+
+    def batch(self, inputs: list[Any], config: RunnableConfig | list[RunnableConfig] | None = None, *, return_exceptions: bool = False, **kwargs: Any) -> list[Any]:
+        if not self._batchable(inputs, return_exceptions):
+            return super().batch(inputs, config, return_exceptions=return_exceptions, **kwargs)
+        stop = kwargs.pop("stop", None)
+        overrides = self.engine_overrides(stop, kwargs)
+        messages, starts = self._batch_starts(inputs, config, stop)
+        runs = [CallbackManager.configure(*conf).on_chat_model_start(self._serialized, **args)[0] for conf, args in starts]
+        try:
+            results = self.nudger.generate_batch([to_engine_messages(m) for m in messages], **overrides)
+        except BaseException as exc:
+            for run in runs:
+                run.on_llm_error(exc)
+            raise
+        out = []
+        for run, result in zip(runs, results):
+            out.append(self._batch_message(result, run.run_id))
+            run.on_llm_end(LLMResult(generations=[[ChatGeneration(message=out[-1])]]))
+        return out
+
+    async def abatch(self, inputs: list[Any], config: RunnableConfig | list[RunnableConfig] | None = None, *, return_exceptions: bool = False, **kwargs: Any) -> list[Any]:
+        if not self._batchable(inputs, return_exceptions):
+            return await super().abatch(inputs, config, return_exceptions=return_exceptions, **kwargs)
+        stop = kwargs.pop("stop", None)
+        overrides = self.engine_overrides(stop, kwargs)
+        messages, starts = self._batch_starts(inputs, config, stop)
+        runs = [(await AsyncCallbackManager.configure(*conf).on_chat_model_start(self._serialized, **args))[0] for conf, args in starts]
+        try:
+            results = await self.nudger.agenerate_batch([to_engine_messages(m) for m in messages], **overrides)
+        except BaseException as exc:
+            for run in runs:
+                await run.on_llm_error(exc)
+            raise
+        out = []
+        for run, result in zip(runs, results):
+            out.append(self._batch_message(result, run.run_id))
+            await run.on_llm_end(LLMResult(generations=[[ChatGeneration(message=out[-1])]]))
+        return out
