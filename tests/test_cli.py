@@ -184,3 +184,24 @@ def test_serve_command_builds_the_app(loads, monkeypatch):
 def test_serve_rejects_bad_gamma(loads):
     result = run("serve", "--gamma", "-1")
     assert result.exit_code == 2 and "gamma" in result.output
+
+
+def test_serve_passes_key_origins_and_limits(loads, monkeypatch):
+    """--api-key (or NUDGING_API_KEY), --allowed-origins, --max-tokens and --request-timeout reach the app."""
+    from fastapi.testclient import TestClient
+
+    served = {}
+    monkeypatch.setattr("nudging.serving.app.run_server", lambda app, host, port: served.update(app=app))
+    result = run("serve", "--api-key", "k1", "--allowed-origins", "https://a.example", "--max-tokens", "3", "--request-timeout", "30")
+    assert result.exit_code == 0, result.output
+    with TestClient(served["app"]) as http:
+        assert http.get("/v1/models").status_code == 401
+        ok = http.get("/v1/models", headers={"Authorization": "Bearer k1", "Origin": "https://a.example"})
+        assert ok.status_code == 200 and ok.headers["access-control-allow-origin"] == "https://a.example"
+        r = http.post("/v1/completions", json={"prompt": "hi", "max_tokens": 4}, headers={"Authorization": "Bearer k1"})
+        assert r.status_code == 400 and "limited to 3" in r.json()["error"]["message"]
+    monkeypatch.setenv("NUDGING_API_KEY", "from-env")
+    assert run("serve").exit_code == 0
+    with TestClient(served["app"]) as http:
+        assert http.get("/v1/models", headers={"Authorization": "Bearer from-env"}).status_code == 200
+        assert http.get("/v1/models").status_code == 401 and http.get("/health").status_code == 200
