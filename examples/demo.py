@@ -3,7 +3,9 @@
 The base model (gemma-3-270m, not instruction-tuned) knows facts but not how to answer a chat
 question or when to stop: alone it keeps inventing new "Question:" lines until the token budget
 runs out. Nudged by SmolLM2-135M-Instruct, which writes only the words where the base is unsure
-(coloured), it answers and stops.
+(coloured), it answers and stops. As in the paper, neither side is cut at the base template's
+next "Question:" line here (chat answers are by default: `BaseTemplate.stop_at_next_turn`), so the
+comparison shows which answers end by themselves.
 
     python examples/demo.py [--gamma 0.4] [--max-new-tokens 96] ["your question" ...]
 """
@@ -13,7 +15,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 
-from nudging import Nudger, NudgingError, Result
+from nudging import BaseTemplate, Nudger, NudgingError, Result
 from nudging.cli.common import load_pair
 from nudging.loading import EMBEDDED_BASE, EMBEDDED_NUDGER
 from nudging.render import legend, summary, to_text
@@ -27,14 +29,15 @@ QUESTIONS = (
     "What is the boiling point of water in Celsius?",
     "How many days are in a week?",
 )
+PAPER_TEMPLATE = BaseTemplate(stop_at_next_turn=False)
 
 
 def compare(nudger: Nudger, question: str, *, gamma: float, max_new_tokens: int, console: Console) -> tuple[Result, Result]:
     """Answer one question base-only (gamma 0) and nudged; print both side by side."""
     with console.status(f"{question}  base model alone…"):
-        alone = nudger.generate(question, gamma=0.0, max_new_tokens=max_new_tokens)
+        alone = nudger.generate(question, gamma=0.0, max_new_tokens=max_new_tokens, base_template=PAPER_TEMPLATE)
     with console.status(f"{question}  nudged…"):
-        nudged = nudger.generate(question, gamma=gamma, max_new_tokens=max_new_tokens)
+        nudged = nudger.generate(question, gamma=gamma, max_new_tokens=max_new_tokens, base_template=PAPER_TEMPLATE)
     table = Table(title=Text(question, style="bold"), show_lines=True, expand=True)
     table.add_column("Base model alone (gamma = 0)", ratio=1)
     table.add_column(f"Nudged (gamma = {gamma})", ratio=1)

@@ -13,7 +13,7 @@ import runpy
 from pathlib import Path
 
 import pytest
-from nudging import Nudger
+from nudging import BaseTemplate, Nudger
 from rich.console import Console
 
 pytestmark = pytest.mark.real
@@ -29,14 +29,19 @@ def real(real_pair) -> Nudger:
 
 
 def test_nudged_answer_ends_where_the_base_alone_rambles_on(real):
-    nudged = real.generate(FRANCE, gamma=0.4, max_new_tokens=BUDGET)
+    """In the paper's setting (no next-turn stop) the base alone writes new questions until the
+    budget ends; nudged, the answer ends by itself. By default both end at "\nQuestion:"."""
+    paper = BaseTemplate(stop_at_next_turn=False)
+    nudged = real.generate(FRANCE, gamma=0.4, max_new_tokens=BUDGET, base_template=paper)
     assert nudged.stats.stop_reason == "eos", nudged.text
     assert nudged.stats.output_tokens < BUDGET
     assert 0 < nudged.stats.nudge_share < 1
     assert {s.source for s in nudged.spans} == {"base", "nudger"}
     assert "Paris" in nudged.text
+    default = real.generate(FRANCE, gamma=0.4, max_new_tokens=BUDGET)
+    assert default.stats.stop_reason in ("eos", "stop") and "Paris" in default.text and "Question:" not in default.text
 
-    alone = real.generate(FRANCE, gamma=0.0, max_new_tokens=BUDGET)
+    alone = real.generate(FRANCE, gamma=0.0, max_new_tokens=BUDGET, base_template=paper)
     assert alone.stats.stop_reason == "length", alone.text  # never stops by itself within the budget
     assert alone.stats.output_tokens == BUDGET
     assert alone.stats.nudger_tokens == 0 and {s.source for s in alone.spans} == {"base"}
@@ -60,5 +65,5 @@ def test_quickstart_runs_as_written(real, monkeypatch, capsys):
     monkeypatch.setattr(Nudger, "default", classmethod(lambda cls, **kw: real))  # the pair is already loaded
     runpy.run_path(str(EXAMPLES / "quickstart.py"), run_name="__main__")
     printed = capsys.readouterr().out
-    assert "Paris" in printed and "('nudger', " in printed and "stop: eos" in printed
+    assert "Paris" in printed and "('nudger', " in printed and ("stop: eos" in printed or "stop: stop" in printed)  # EOS, or the next "\nQuestion:"
     assert "8" in printed.splitlines()[-1]  # the streamed spider answer

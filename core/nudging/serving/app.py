@@ -32,6 +32,7 @@ from ..errors import ConfigError, InputError
 from ..nudger import Nudger
 from ..prompts import Prompt, RawPrompt
 from ..results import Result, StreamEvent
+from .guard import warn_if_exposed
 from .http import (
     APIError,
     Submission,
@@ -43,11 +44,10 @@ from .http import (
     read_request,
     sse,
 )
-from .guard import warn_if_exposed
 from .metrics import Metrics
 from .openai import ChatCompletionRequest, CompletionRequest, RequestBase, refusal
-from .playground import PAGE
 from .plain import create_plain_app
+from .playground import PAGE
 from .worker import Done, Job, Worker
 
 __all__ = ["create_app", "create_plain_app", "run_server", "serve", "serve_in_thread"]

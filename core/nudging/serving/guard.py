@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hmac
 import ipaddress
+import json
 import logging
 import re
 import time
@@ -29,9 +30,7 @@ Message = MutableMapping[str, Any]
 ASGIApp = Callable[[Scope, Callable[[], Awaitable[Message]], Callable[[Message], Awaitable[None]]], Awaitable[None]]
 
 
-def _error(status: int, message: str, code: str) -> bytes:
-    import json
-
+def _error(message: str, code: str) -> bytes:
     return json.dumps({"error": {"message": message, "type": "invalid_request_error", "param": None, "code": code}}).encode()
 
 
@@ -62,7 +61,7 @@ class Guard:
 
         try:
             if self.api_key is not None and path not in OPEN_PATHS and not self._authorized(headers.get("authorization", "")):
-                body = _error(401, "Missing or invalid API key: send 'Authorization: Bearer <key>'", "invalid_api_key")
+                body = _error("Missing or invalid API key: send 'Authorization: Bearer <key>'", "invalid_api_key")
                 await send_with_id({"type": "http.response.start", "status": 401, "headers": [(b"content-type", b"application/json"), (b"www-authenticate", b"Bearer")]})
                 await send({"type": "http.response.body", "body": body})
                 return
