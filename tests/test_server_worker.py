@@ -34,6 +34,14 @@ async def idle(worker: Worker) -> dict[str, int]:
     raise AssertionError("the worker stayed busy")
 
 
+async def until(condition, timeout: float = 30.0) -> None:
+    for _ in range(int(timeout / 0.02)):
+        if condition():
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError("condition not reached in time")
+
+
 async def drain(job: Job) -> list:
     items = []
     while not isinstance(item := await asyncio.wait_for(job.next(), 30), Done):
@@ -197,17 +205,15 @@ def test_a_job_leaves_the_books_when_it_ends_while_the_batch_runs_on():
         a, b = worker.submit("a", loop), worker.submit("b", loop)
         worker.start()
         try:
-            for _ in range(100):
-                if worker.status()["running"] == 2:
-                    break
-                await asyncio.sleep(0.02)
-            assert worker.status()["running"] == 2
+            await until(lambda: worker.status()["running"] == 2)
             finish_a.set()
             assert await drain(a) == ["A"]
+            await until(lambda: len(seen) == 1)
             assert seen[0] == {"queued": 0, "running": 1, "served": 1, "cancelled": 0, "failed": 0}
             finish_b.set()
             with pytest.raises(ValueError, match="b broke"):
                 await asyncio.wait_for(b.next(), 30)
+            await until(lambda: len(seen) == 2)
             assert seen[1] == {"queued": 0, "running": 0, "served": 1, "cancelled": 0, "failed": 1}
         finally:
             worker.stop()
