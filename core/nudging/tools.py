@@ -153,3 +153,26 @@ def could_be_call(text: str) -> bool:
     """True while a stream's text may still turn out to be tool calls (hold it back from content)."""
     head = text.lstrip()
     return head.startswith("<tool_call>") or "<tool_call>".startswith(head)
+
+
+class CallFilter:
+    """Streams an answer's content while it cannot be tool calls, and holds back text that may be
+    (under the "auto" grammar an answer is either calls or text not starting with "<")."""
+
+    def __init__(self, active: bool) -> None:
+        self.open = not active  # True once the answer is known to be plain text
+        self.held = ""
+
+    def feed(self, text: str) -> str:
+        """The content to show now for a new delta."""
+        if self.open:
+            return text
+        self.held += text
+        if could_be_call(self.held):
+            return ""
+        self.open, out, self.held = True, self.held, ""
+        return out
+
+    def finish(self, result: Any) -> str:
+        """The content still to show when the answer is complete (its text outside any calls)."""
+        return "" if self.open else (result.content or "")
