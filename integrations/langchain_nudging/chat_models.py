@@ -47,6 +47,8 @@ def _text(message: BaseMessage) -> str:
             parts.append(block)
         elif block.get("type") == "text":
             parts.append(block["text"])
+        elif block.get("type") in ("tool_use", "tool_call"):
+            continue  # a call's own block: the call itself travels in AIMessage.tool_calls
         else:
             raise ValueError(f"ChatNudging takes text only; got a {block.get('type')!r} content block")
     return "".join(parts)

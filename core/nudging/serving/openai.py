@@ -55,6 +55,7 @@ class ChatMessage(BaseModel):
 
     role: str
     content: str | list[TextPart] | None = None
+    tool_calls: list[dict[str, Any]] | None = None  # an assistant turn's calls (OpenAI format)
 
 
 class ChatCompletionRequest(RequestBase):
@@ -62,3 +63,6 @@ class ChatCompletionRequest(RequestBase):
     max_completion_tokens: int | None = None
     logprobs: bool | None = None
     tools: list[Any] | None = None
+    tool_choice: str | dict[str, Any] | None = None
+    parallel_tool_calls: bool | None = None
+    response_format: dict[str, Any] | None = None
