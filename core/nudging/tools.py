@@ -41,17 +41,17 @@ def check_tools(tools: Any) -> tuple[dict[str, Any], ...]:
     out = []
     for t in tools:
         if not isinstance(t, dict):
-            raise ConfigError(f"a tool must be a dict in OpenAI's function format, got {t!r}")
+            raise ConfigError(f"tools must be dicts in OpenAI's function format, got {t!r}")
         fn = t.get("function", t) if t.get("type", "function") == "function" else None
         if not isinstance(fn, dict) or not isinstance(fn.get("name"), str) or not fn["name"]:
-            raise ConfigError(f'a tool must be {{"type": "function", "function": {{"name": ..., "parameters": ...}}}}, got {t!r}')
+            raise ConfigError(f'tools must be {{"type": "function", "function": {{"name": ..., "parameters": ...}}}}, got {t!r}')
         params = fn.get("parameters") or {"type": "object", "properties": {}}
         if not isinstance(params, dict):
-            raise ConfigError(f"tool {fn['name']!r}: parameters must be a JSON schema object")
+            raise ConfigError(f"tools must give parameters as a JSON schema object; {fn['name']!r} does not")
         out.append({"type": "function", "function": {**fn, "parameters": params}})
     names = [t["function"]["name"] for t in out]
     if len(set(names)) != len(names):
-        raise ConfigError(f"tool names must be unique, got {names}")
+        raise ConfigError(f"tools must have unique names, got {names}")
     return tuple(out)
 
 
