@@ -95,3 +95,4 @@ class TestChatNudgingIntegration(_Params, ChatModelIntegrationTests):
     test_structured_few_shot_examples = _CONTENT(ChatModelIntegrationTests.test_structured_few_shot_examples)
     test_unicode_tool_call_integration = _CONTENT(ChatModelIntegrationTests.test_unicode_tool_call_integration)
     test_agent_loop = _CONTENT(ChatModelIntegrationTests.test_agent_loop)
+    test_json_mode = _CONTENT(ChatModelIntegrationTests.test_json_mode)  # JSON is forced; the keys come from instructions
