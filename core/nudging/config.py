@@ -7,6 +7,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from .errors import ConfigError
+from .tools import check_response_format, check_tool_choice, check_tools
 
 
 @dataclass(frozen=True)
@@ -74,6 +75,17 @@ class NudgingConfig:
     system: system text for both prompts (None: the nudger template's default, no base line).
     policy: decides where the nudger writes instead of `gamma` (e.g. `LearnedPolicy.load(path)`);
         None: the paper's rule, `TopProbPolicy(gamma)`.
+    response_format: constrain the answer: {"type": "json_object"}, {"type": "json_schema",
+        "json_schema": {"schema": {...}}} (OpenAI's forms), a bare JSON schema, {"type": "regex",
+        "pattern": ...} or {"type": "lark", "grammar": ...}. Both models' logits are masked by the
+        grammar; the policy reads the masked, renormalised distribution (so gamma compares the
+        base's top-1 probability among the allowed ids).
+    tools / tool_choice / parallel_tool_calls: OpenAI-style function tools, described to both
+        models (nudging/tools.py); the answer is parsed into `Result.tool_calls`. tool_choice:
+        "auto" (text or calls), "required" (or "any"), "none", or a tool name / {"type": "function",
+        "function": {"name": ...}}. When constrained, a grammar forces well-formed calls.
+    constrained: False keeps tools/response_format in the prompts and parsing but masks nothing
+        (the unconstrained baseline of the measurements).
     """
 
     gamma: float = 0.4
@@ -93,6 +105,11 @@ class NudgingConfig:
     system: str | None = None
     base_template: BaseTemplate = field(default_factory=BaseTemplate)
     policy: Any = field(default=None, compare=False)
+    response_format: Any = None
+    tools: Any = None
+    tool_choice: Any = None
+    parallel_tool_calls: bool = True
+    constrained: bool = True
 
     def __post_init__(self) -> None:
         if self.policy is not None and not callable(getattr(self.policy, "confident", None)):
@@ -117,6 +134,10 @@ class NudgingConfig:
             raise ConfigError(f"repetition_limit must be an integer >= 0 (0 = off), got {self.repetition_limit!r}")
         if self.seed is not None and (not isinstance(self.seed, int) or isinstance(self.seed, bool) or not -(2**63) <= self.seed < 2**64):
             raise ConfigError(f"seed must be an integer in [-2**63, 2**64) or None, got {self.seed!r}")
+        object.__setattr__(self, "response_format", check_response_format(self.response_format))
+        if self.tools is not None:
+            object.__setattr__(self, "tools", check_tools(self.tools) or None)
+        object.__setattr__(self, "tool_choice", check_tool_choice(self.tool_choice, self.tools or ()))
         # Build both sampling params now so bad values fail here, not mid-generation.
         self.base_sampling
         self.nudger_sampling

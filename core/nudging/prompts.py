@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
 from typing import Any, Sequence
 
 from .config import BaseTemplate, NudgingConfig
 from .errors import InputError
+from .tools import render_calls, render_tool_result, tools_system_text
 
 
 @dataclass(frozen=True)
@@ -24,8 +26,9 @@ Prompt = str | Messages | RawPrompt
 _ROLES = {"system", "user", "assistant", "tool"}
 
 
-def to_messages(prompt: str | Messages, system: str | None = None) -> list[dict[str, str]]:
-    """Validate a prompt (a string or chat messages) and return chat messages."""
+def to_messages(prompt: str | Messages, system: str | None = None) -> list[dict[str, Any]]:
+    """Validate a prompt (a string or chat messages) and return chat messages (an assistant turn
+    may carry OpenAI `tool_calls`, its content then may be empty)."""
     if isinstance(prompt, str):
         if not prompt.strip():
             raise InputError("prompt is empty")
@@ -39,9 +42,11 @@ def to_messages(prompt: str | Messages, system: str | None = None) -> list[dict[
                 raise InputError(f"message {i} must be a dict with 'role' and 'content', got {m!r}")
             if m["role"] not in _ROLES:
                 raise InputError(f"message {i} has unknown role {m['role']!r}; expected one of {sorted(_ROLES)}")
-            if not isinstance(m["content"], str):
+            calls = m.get("tool_calls") if m["role"] == "assistant" else None
+            content = "" if calls and m["content"] is None else m["content"]
+            if not isinstance(content, str):
                 raise InputError(f"message {i} content must be a string, got {type(m['content']).__name__}")
-            messages.append({"role": m["role"], "content": m["content"]})
+            messages.append({"role": m["role"], "content": content, **({"tool_calls": list(calls)} if calls else {})})
         if not any(m["role"] == "user" and m["content"].strip() for m in messages):
             raise InputError("messages contain no non-empty user message")
     if system is not None and not any(m["role"] == "system" for m in messages):
@@ -61,25 +66,76 @@ def fold_system(messages: list[dict[str, str]]) -> list[dict[str, str]]:
     return rest
 
 
-def chat_prompt(tokenizer: Any, messages: list[dict[str, str]], template: BaseTemplate) -> str:
+def as_text_turns(messages: list[dict[str, Any]]) -> list[dict[str, str]]:
+    """Messages with tool calls and results written out as text (tools.py's format), for
+    templates without native tool turns: a tool result becomes a user turn."""
+    out = []
+    for m in messages:
+        content = m["content"]
+        if m.get("tool_calls"):
+            content = "\n".join(p for p in (content, render_calls(m["tool_calls"])) if p)
+        if m["role"] == "tool":
+            out.append({"role": "user", "content": render_tool_result(content)})
+        else:
+            out.append({"role": m["role"], "content": content})
+    return out
+
+
+def native_tools(tokenizer: Any) -> bool:
+    """Whether a chat template renders `tools=` itself."""
+    return "tools" in (getattr(tokenizer, "chat_template", None) or "")
+
+
+def with_system(messages: list[dict[str, Any]], text: str) -> list[dict[str, Any]]:
+    """`text` appended to the system turn (one is added first when there is none)."""
+    if any(m["role"] == "system" for m in messages):
+        return [{**m, "content": f"{m['content']}\n\n{text}"} if m["role"] == "system" else m for m in messages]
+    return [{"role": "system", "content": text}, *messages]
+
+
+def chat_prompt(tokenizer: Any, messages: list[dict[str, Any]], template: BaseTemplate, tools: Any = None, tool_choice: Any = None) -> str:
     """The nudger's prompt: its tokenizer's chat template with the generation prompt.
 
-    Tool messages are shown as user turns (templates rarely accept them without tool schemas).
+    Tools go through the template's `tools=` when it has one, else into the system text
+    (tools.TOOLS_PROMPT); tool calls and results are then written out as text turns.
     A tokenizer without a chat template falls back to the plain template.
     """
     if not getattr(tokenizer, "chat_template", None):
-        return plain_prompt(messages, template)
-    msgs = [{"role": "user" if m["role"] == "tool" else m["role"], "content": m["content"]} for m in messages]
+        return plain_prompt(messages, template, tools, tool_choice)
+    kwargs: dict[str, Any] = {}
+    if tools and native_tools(tokenizer):
+        kwargs["tools"] = list(tools)
+        msgs = [_native_turn(m) for m in messages]
+    else:
+        msgs = as_text_turns(messages)
+        if tools:
+            msgs = with_system(msgs, tools_system_text(tools, tool_choice))
     try:
-        return tokenizer.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True)
+        return tokenizer.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True, **kwargs)
     except Exception as exc:  # jinja raises TemplateError via raise_exception(); keep its message
         if any(m["role"] == "system" for m in msgs) and "system" in str(exc).lower():
-            return tokenizer.apply_chat_template(fold_system(msgs), tokenize=False, add_generation_prompt=True)
+            return tokenizer.apply_chat_template(fold_system(msgs), tokenize=False, add_generation_prompt=True, **kwargs)
         raise InputError(f"the nudger's chat template rejected the messages: {exc}") from exc
 
 
-def plain_prompt(messages: list[dict[str, str]], template: BaseTemplate) -> str:
-    """The base's prompt: `{system}\\n{question prefix}{question}\\n{answer prefix}`, turn by turn."""
+def _native_turn(m: dict[str, Any]) -> dict[str, Any]:
+    """A message for a template with tool support: HF templates take call arguments as dicts."""
+    if not m.get("tool_calls"):
+        return m
+    calls = []
+    for c in m["tool_calls"]:
+        fn = c.get("function", c)
+        args = fn.get("arguments") or {}
+        calls.append({"type": "function", "function": {"name": fn["name"], "arguments": json.loads(args) if isinstance(args, str) else args}})
+    return {**m, "tool_calls": calls}
+
+
+def plain_prompt(messages: list[dict[str, Any]], template: BaseTemplate, tools: Any = None, tool_choice: Any = None) -> str:
+    """The base's prompt: `{system}\\n{question prefix}{question}\\n{answer prefix}`, turn by turn
+    (tools described in the system text, calls and results written out as text)."""
+    messages = as_text_turns(messages)
+    if tools:
+        messages = with_system(messages, tools_system_text(tools, tool_choice))
     lines: list[str] = []
     system = "\n\n".join(m["content"] for m in messages if m["role"] == "system")
     if system:
@@ -113,12 +169,12 @@ def build_prompts(base: Any, nudger: Any, prompt: Prompt, config: NudgingConfig)
         return texts, (encode_literal(base.tokenizer, prompt.text, add_special_tokens=True), encode_literal(nudger.tokenizer, prompt.text, add_special_tokens=True))
     messages = to_messages(prompt, config.system)
     texts = {
-        "base": plain_prompt(messages, config.base_template),
-        "nudger": chat_prompt(nudger.tokenizer, messages, config.base_template),
+        "base": plain_prompt(messages, config.base_template, config.tools, config.tool_choice),
+        "nudger": chat_prompt(nudger.tokenizer, messages, config.base_template, config.tools, config.tool_choice),
     }
     # plain text: the tokenizer's default specials (BOS), nothing in the text itself is special
     base_ids = encode_literal(base.tokenizer, texts["base"], add_special_tokens=True)
-    nudger_ids = _encode_chat(nudger.tokenizer, messages, texts["nudger"], config.base_template)
+    nudger_ids = _encode_chat(nudger.tokenizer, messages, texts["nudger"], config)
     return texts, (base_ids, nudger_ids)
 
 
@@ -127,7 +183,7 @@ def encode_literal(tokenizer: Any, text: str, *, add_special_tokens: bool = Fals
     return tokenizer.encode(text, add_special_tokens=add_special_tokens, split_special_tokens=True)
 
 
-def _encode_chat(tokenizer: Any, messages: list[dict[str, str]], rendered: str, template: BaseTemplate) -> list[int]:
+def _encode_chat(tokenizer: Any, messages: list[dict[str, Any]], rendered: str, config: NudgingConfig) -> list[int]:
     """The chat prompt's ids: the template's markers parsed as special tokens, message text literal.
 
     Messages without special-token strings tokenize as the whole rendered text (as the model's own
@@ -139,7 +195,7 @@ def _encode_chat(tokenizer: Any, messages: list[dict[str, str]], rendered: str, 
     if not any(sp in m["content"] for m in messages for sp in specials):
         return tokenizer.encode(rendered, add_special_tokens=False)  # chat templates carry their own BOS
     holders = [{**m, "content": f"\ue000{i}\ue001"} for i, m in enumerate(messages)]
-    parts = re.split("\ue000(\\d+)\ue001", chat_prompt(tokenizer, holders, template))
+    parts = re.split("\ue000(\\d+)\ue001", chat_prompt(tokenizer, holders, config.base_template, config.tools, config.tool_choice))
     if "".join(messages[int(p)]["content"] if i % 2 else p for i, p in enumerate(parts)) != rendered:
         raise InputError("a message contains special-token text that the nudger's chat template does not keep verbatim")
     ids: list[int] = []

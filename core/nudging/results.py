@@ -37,6 +37,7 @@ class Stats:
     seconds: float = 0.0
     tokens_per_second: float = 0.0
     stop_reason: StopReason = "eos"
+    mask_seconds: float = 0.0  # time computing and applying grammar masks (constrained output)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -44,10 +45,19 @@ class Stats:
 
 @dataclass
 class Result:
+    """`text` is everything generated (spans join to it). With tools, `tool_calls` holds the calls
+    parsed from it in OpenAI's form and `content` the text outside them (else content == text)."""
+
     text: str
     spans: list[Span]
     stats: Stats
     prompts: dict[str, str] = field(default_factory=dict)
+    tool_calls: list[dict[str, Any]] = field(default_factory=list)
+    content: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.content is None:
+            self.content = self.text
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -55,6 +65,8 @@ class Result:
             "spans": [asdict(s) for s in self.spans],
             "stats": self.stats.to_dict(),
             "prompts": dict(self.prompts),
+            "tool_calls": list(self.tool_calls),
+            "content": self.content,
         }
 
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator, Sequence
-from typing import Any
+import json
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from operator import itemgetter
+from typing import Any, Literal
 
 from langchain_core.callbacks import (
     AsyncCallbackManager,
@@ -23,16 +25,17 @@ from langchain_core.messages import (
     ToolMessage,
 )
 from langchain_core.messages.ai import UsageMetadata
-from langchain_core.outputs import (
-    ChatGeneration,
-    ChatGenerationChunk,
-    ChatResult,
-    LLMResult,
-)
-from langchain_core.runnables import RunnableConfig
+from langchain_core.messages.tool import tool_call, tool_call_chunk
+from langchain_core.output_parsers import JsonOutputParser, PydanticOutputParser
+from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult, LLMResult
+from langchain_core.runnables import Runnable, RunnableConfig, RunnableMap, RunnablePassthrough
 from langchain_core.runnables.config import get_config_list
+from langchain_core.tools import BaseTool
+from langchain_core.utils.function_calling import convert_to_json_schema, convert_to_openai_tool
+from langchain_core.utils.pydantic import is_basemodel_subclass
 from langchain_core.utils.utils import LC_ID_PREFIX
 from nudging import Result
+from nudging.tools import CallFilter
 
 from ._common import NudgingParams, result_metadata
 
@@ -49,6 +52,8 @@ def _text(message: BaseMessage) -> str:
             parts.append(block)
         elif block.get("type") == "text":
             parts.append(block["text"])
+        elif block.get("type") in ("tool_use", "tool_call"):
+            continue  # a call's own block: the call itself travels in AIMessage.tool_calls
         else:
             raise ValueError(f"ChatNudging takes text only; got a {block.get('type')!r} content block")
     return "".join(parts)
@@ -61,8 +66,18 @@ def to_engine_messages(messages: Sequence[BaseMessage]) -> list[dict[str, str]]:
         role = m.role if isinstance(m, ChatMessage) else next((r for t, r in _ROLES.items() if isinstance(m, t)), None)
         if role is None:
             raise ValueError(f"ChatNudging cannot render a {type(m).__name__}")
-        out.append({"role": role, "content": _text(m)})
+        msg: dict[str, Any] = {"role": role, "content": _text(m)}
+        if isinstance(m, AIMessage) and m.tool_calls:
+            msg["tool_calls"] = [
+                {"id": c["id"], "type": "function", "function": {"name": c["name"], "arguments": json.dumps(c["args"], ensure_ascii=False)}}
+                for c in m.tool_calls
+            ]
+        out.append(msg)
     return out
+
+
+def _lc_calls(result: Result) -> list[Any]:
+    return [tool_call(name=c["function"]["name"], args=json.loads(c["function"]["arguments"]), id=c["id"]) for c in result.tool_calls]
 
 
 def _usage(result: Result) -> UsageMetadata:
@@ -74,10 +89,10 @@ class ChatNudging(NudgingParams, BaseChatModel):
     """Chat with a base model that writes most of the answer, nudged by a small chat model where it is uncertain.
 
     System/human/AI/tool messages become one conversation: the nudger sees it in its chat template,
-    the base in its plain question/answer template (tool results read as user turns). Tool calling
-    is not offered: neither model is asked to emit structured calls, so `bind_tools` and
-    `with_structured_output` keep LangChain's defaults, which raise NotImplementedError. For a
-    text ReAct agent, use NudgingLLM (examples/langchain_react_agent.py).
+    the base in its plain question/answer template. `bind_tools` describes tools to both models
+    and a grammar makes every call well formed (`AIMessage.tool_calls`, streamed
+    `tool_call_chunks`); `with_structured_output` constrains the answer to a schema, by a forced
+    tool call ("function_calling") or by the schema itself ("json_schema", "json_mode").
 
     `batch`/`abatch` decode all inputs together (`Nudger.generate_batch`, with LangChain's
     callbacks per input); with a cache, a rate limiter, `streaming` or `return_exceptions` they
@@ -110,13 +125,68 @@ class ChatNudging(NudgingParams, BaseChatModel):
         return {"model_name": self.model_name, **result_metadata(result)}
 
     def _message(self, result: Result) -> AIMessage:
-        return AIMessage(content=result.text, usage_metadata=_usage(result), response_metadata=self._metadata(result))
+        return AIMessage(content=result.content, tool_calls=_lc_calls(result), usage_metadata=_usage(result), response_metadata=self._metadata(result))
 
-    def _last_chunk(self, result: Result) -> ChatGenerationChunk:
-        # Usage and metadata ride on one closing chunk so that summing chunks counts them once.
+    def _last_chunk(self, result: Result, held: str) -> ChatGenerationChunk:
+        # Usage and metadata ride on one closing chunk so that summing chunks counts them once;
+        # so do the tool calls, known once the answer is complete.
+        chunks = [
+            tool_call_chunk(name=c["function"]["name"], args=c["function"]["arguments"], id=c["id"], index=i)
+            for i, c in enumerate(result.tool_calls)
+        ]
         return ChatGenerationChunk(
-            message=AIMessageChunk(content="", chunk_position="last", usage_metadata=_usage(result), response_metadata=self._metadata(result))
+            message=AIMessageChunk(
+                content=held, tool_call_chunks=chunks, chunk_position="last", usage_metadata=_usage(result), response_metadata=self._metadata(result)
+            )
         )
+
+    def bind_tools(
+        self,
+        tools: Sequence[dict[str, Any] | type | Callable[..., Any] | BaseTool],
+        *,
+        tool_choice: str | dict[str, Any] | bool | None = None,
+        parallel_tool_calls: bool | None = None,
+        **kwargs: Any,
+    ) -> Runnable[Any, AIMessage]:
+        """Describe tools to both models; tool_choice "auto", "any"/"required", "none", a tool name,
+        or True (the single tool). Calls are grammar-forced to name a tool with valid arguments."""
+        formatted = [convert_to_openai_tool(t) for t in tools]
+        if tool_choice is True:
+            tool_choice = formatted[0]["function"]["name"] if len(formatted) == 1 else "required"
+        params = {"tools": formatted, "tool_choice": tool_choice or None, "parallel_tool_calls": parallel_tool_calls}
+        return self.bind(**{k: v for k, v in params.items() if v is not None}, **kwargs)
+
+    def with_structured_output(
+        self,
+        schema: dict[str, Any] | type,
+        *,
+        method: Literal["function_calling", "json_schema", "json_mode"] = "function_calling",
+        include_raw: bool = False,
+        strict: bool | None = None,
+        **kwargs: Any,
+    ) -> Runnable[Any, Any]:
+        """Answers as `schema` (a Pydantic model, TypedDict, or JSON schema), always valid under
+        constraints: "function_calling" forces a call of a tool shaped like the schema,
+        "json_schema" constrains the text to the schema, "json_mode" to any JSON object."""
+        if method == "function_calling":
+            return super().with_structured_output(schema, include_raw=include_raw, **kwargs)
+        if kwargs:
+            raise ValueError(f"Received unsupported arguments {kwargs}")
+        pydantic = isinstance(schema, type) and is_basemodel_subclass(schema)
+        if method == "json_schema":
+            js = schema.model_json_schema() if pydantic else convert_to_json_schema(schema)
+            fmt = {"type": "json_schema", "json_schema": {"name": js.get("title", "output"), "schema": js}}
+        elif method == "json_mode":
+            fmt = {"type": "json_object"}
+        else:
+            raise ValueError(f"method must be 'function_calling', 'json_schema' or 'json_mode', got {method!r}")
+        llm = self.bind(response_format=fmt, ls_structured_output_format={"kwargs": {"method": method}, "schema": schema})
+        parser = PydanticOutputParser(pydantic_object=schema) if pydantic else JsonOutputParser()
+        if not include_raw:
+            return llm | parser
+        parsed = RunnablePassthrough.assign(parsed=itemgetter("raw") | parser, parsing_error=lambda _: None)
+        failed = RunnablePassthrough.assign(parsed=lambda _: None)
+        return RunnableMap(raw=llm) | parsed.with_fallbacks([failed], exception_key="parsing_error")
 
     def _generate(self, messages: list[BaseMessage], stop: list[str] | None = None, run_manager: CallbackManagerForLLMRun | None = None, **kwargs: Any) -> ChatResult:
         result = self.nudger.generate(to_engine_messages(messages), **self.engine_overrides(stop, kwargs))
@@ -128,24 +198,28 @@ class ChatNudging(NudgingParams, BaseChatModel):
 
     # BaseChatModel fires on_llm_new_token for each chunk itself, so these only yield.
     def _stream(self, messages: list[BaseMessage], stop: list[str] | None = None, run_manager: CallbackManagerForLLMRun | None = None, **kwargs: Any) -> Iterator[ChatGenerationChunk]:
-        with self.nudger.stream(to_engine_messages(messages), **self.engine_overrides(stop, kwargs)) as stream:
+        params = self.engine_overrides(stop, kwargs)
+        calls = CallFilter(bool(params.get("tools")))
+        with self.nudger.stream(to_engine_messages(messages), **params) as stream:
             for event in stream:
-                yield ChatGenerationChunk(message=AIMessageChunk(content=event.text))
+                if text := calls.feed(event.text):
+                    yield ChatGenerationChunk(message=AIMessageChunk(content=text))
         assert stream.result is not None
-        yield self._last_chunk(stream.result)
+        yield self._last_chunk(stream.result, calls.finish(stream.result))
 
     async def _astream(self, messages: list[BaseMessage], stop: list[str] | None = None, run_manager: AsyncCallbackManagerForLLMRun | None = None, **kwargs: Any) -> AsyncIterator[ChatGenerationChunk]:
-        async for item in self.nudger.astream(to_engine_messages(messages), **self.engine_overrides(stop, kwargs)):
+        params = self.engine_overrides(stop, kwargs)
+        calls = CallFilter(bool(params.get("tools")))
+        async for item in self.nudger.astream(to_engine_messages(messages), **params):
             if isinstance(item, Result):
-                yield self._last_chunk(item)
-            else:
-                yield ChatGenerationChunk(message=AIMessageChunk(content=item.text))
+                yield self._last_chunk(item, calls.finish(item))
+            elif text := calls.feed(item.text):
+                yield ChatGenerationChunk(message=AIMessageChunk(content=text))
 
     def get_num_tokens_from_messages(self, messages: list[BaseMessage], tools: Sequence[Any] | None = None) -> int:
         """The ids of the base model's prompt for `messages` (what `usage_metadata.input_tokens` counts)."""
-        if tools:
-            raise NotImplementedError("ChatNudging does not offer tool calling")
-        return len(self.nudger.prompt_ids(to_engine_messages(messages), self.engine_config())["base"])
+        config = self.engine_config().merged(tools=[convert_to_openai_tool(t) for t in tools]) if tools else self.engine_config()
+        return len(self.nudger.prompt_ids(to_engine_messages(messages), config)["base"])
 
     # -- batches: one generate_batch, callbacks per input ------------------------------------
     def _batchable(self, inputs: Sequence[Any], return_exceptions: bool) -> bool:

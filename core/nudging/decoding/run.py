@@ -22,6 +22,8 @@ from ..policies import NudgingPolicy
 from ..prompts import Prompt, build_prompts, stop_strings
 from ..results import Result, Span, Stats, StopReason, StreamEvent, word_share
 from ..text import Forward, View, encode_continuation, word_boundaries
+from ..tools import parse_tool_calls
+from .grammar import matchers
 from .sampling import Sampler
 from .transcript import Transcript
 from .verify import accept, count_output, cut_to_budget, ids_until, nudger_keep
@@ -70,8 +72,9 @@ class Run:
         self._hidden = bool(getattr(policy, "needs_hidden", False))
         if self._hidden and not base.capabilities.hidden_states:
             raise ConfigError(f"{policy!r} reads the base model's hidden states, which {base.name} does not expose (a remote base?)")
-        self.B = View(base, base_ids, hidden=self._hidden)
-        self.N = View(nudger, nudger_ids)
+        self.grammars = matchers(config, base, nudger)  # (base, nudger) matchers, or (None, None)
+        self.B = View(base, base_ids, hidden=self._hidden, grammar=self.grammars[0])
+        self.N = View(nudger, nudger_ids, grammar=self.grammars[1])
         self.T = Transcript(stop_strings(prompt, config))  # with the base template's next-turn marker
         self.base_sampler = Sampler(config.base_sampling, config.seed)
         self.nudger_sampler = Sampler(config.nudger_sampling, None if config.seed is None else config.seed + 1)
@@ -209,7 +212,7 @@ class Run:
         """The paper's guard: the same nudge accepted `repetition_limit` rounds in a row ends generation."""
         self._repeats = self._repeats + 1 if nudge == self._last_nudge else 1
         self._last_nudge = nudge
-        limit = self.cfg.repetition_limit
+        limit = 0 if self.grammars[0] else self.cfg.repetition_limit  # a grammar ends itself (JSON repeats ", ")
         return bool(limit) and self._repeats >= limit and self._stop("repetition")
 
     def _draft_len(self) -> int:
@@ -262,5 +265,9 @@ class Run:
             seconds=seconds,
             tokens_per_second=out / seconds if seconds > 0 else 0.0,
             stop_reason=self.reason,
+            mask_seconds=sum(g.seconds for g in self.grammars if g is not None),
         )
-        return Result(T.text, [Span(s.text, s.source) for s in T.spans if s.text], stats, dict(self.prompts))
+        res = Result(T.text, [Span(s.text, s.source) for s in T.spans if s.text], stats, dict(self.prompts))
+        if self.cfg.tools:
+            res.content, res.tool_calls = parse_tool_calls(T.text, self.cfg.tools)
+        return res

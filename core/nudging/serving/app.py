@@ -32,6 +32,7 @@ from ..errors import ConfigError, InputError
 from ..nudger import Nudger
 from ..prompts import Prompt, RawPrompt
 from ..results import Result, StreamEvent
+from ..tools import CallFilter
 from .guard import warn_if_exposed
 from .http import (
     APIError,
@@ -53,7 +54,7 @@ from .worker import Done, Job, Worker
 __all__ = ["create_app", "create_plain_app", "run_server", "serve", "serve_in_thread"]
 
 # NudgingConfig field -> request field, for pointing ConfigError messages at the right parameter
-_PARAMS = {"max_new_tokens": "max_tokens", "temperature": "temperature", "top_p": "top_p", "top_k": "top_k", "seed": "seed", "stop": "stop", "gamma": "gamma"}
+_PARAMS = {"max_new_tokens": "max_tokens", "temperature": "temperature", "top_p": "top_p", "top_k": "top_k", "seed": "seed", "stop": "stop", "gamma": "gamma", "response_format": "response_format", "tools": "tools", "tool_choice": "tool_choice"}
 
 
 def serve_batched(nudger: Nudger, max_batch: int, jobs: list[Job], take: Callable[[int], list[Job]]) -> None:
@@ -154,7 +155,10 @@ def _messages(req: ChatCompletionRequest) -> list[dict[str, str]]:
             if other:
                 raise APIError(400, f"messages[{i}]: only text content is supported, got a {other[0]!r} part", param=f"messages.{i}.content", code="unsupported_value")
             content = "".join(p.text or "" for p in content)
-        out.append({"role": "system" if m.role == "developer" else m.role, "content": content or ""})
+        msg: dict[str, Any] = {"role": "system" if m.role == "developer" else m.role, "content": content or ""}
+        if m.role == "assistant" and m.tool_calls:
+            msg["tool_calls"] = m.tool_calls
+        out.append(msg)
     return out
 
 
@@ -184,6 +188,8 @@ def _config(ctx: _Context, req: RequestBase, prompt: Prompt, max_tokens: int | N
         raise APIError(400, f"max_tokens is limited to {cap} on this server (--max-tokens), got {max_tokens}", param="max_tokens", code="invalid_value")
     stop = [req.stop] if isinstance(req.stop, str) else req.stop
     overrides = {"max_new_tokens": max_tokens, "temperature": req.temperature, "top_p": req.top_p, "top_k": req.top_k, "seed": req.seed, "stop": stop, "gamma": req.gamma}
+    if isinstance(req, ChatCompletionRequest):  # constrained output and tool calling (chat only)
+        overrides.update(tools=req.tools or None, tool_choice=req.tool_choice, parallel_tool_calls=req.parallel_tool_calls, response_format=req.response_format)
     try:
         cfg = defaults.merged(**overrides)
         if cap is not None and cfg.max_new_tokens > cap:
@@ -226,7 +232,7 @@ async def _respond(request: Request, ctx: _Context, req: RequestBase, prompt: Pr
     meta = {"id": new_id("chatcmpl" if chat else "cmpl"), "created": now(), "model": ctx.model_name}
     if req.stream:
         usage = bool(req.stream_options and req.stream_options.include_usage)
-        return sse(_chunks(sub, first, meta, chat=chat, usage=usage), sub)
+        return sse(_chunks(sub, first, meta, chat=chat, usage=usage, tools=bool(config.tools)), sub)
     try:
         item = first
         while not isinstance(item, Done):
@@ -236,14 +242,16 @@ async def _respond(request: Request, ctx: _Context, req: RequestBase, prompt: Pr
     res: Result = item.result
     choice: dict[str, Any] = {"index": 0, "logprobs": None, "finish_reason": _finish_reason(res)}
     if chat:
-        choice["message"] = {"role": "assistant", "content": res.text}
+        choice["message"] = {"role": "assistant", "content": res.content if not res.tool_calls else (res.content or None)}
+        if res.tool_calls:
+            choice["message"]["tool_calls"] = res.tool_calls
     else:
         choice["text"] = res.text
     body = {**meta, "object": "chat.completion" if chat else "text_completion", "choices": [choice], "usage": _usage(res), "nudging": _nudging(res)}
     return JSONResponse(body)
 
 
-async def _chunks(sub: Submission, first: Any, meta: dict[str, Any], *, chat: bool, usage: bool) -> AsyncIterator[dict[str, Any]]:
+async def _chunks(sub: Submission, first: Any, meta: dict[str, Any], *, chat: bool, usage: bool, tools: bool = False) -> AsyncIterator[dict[str, Any]]:
     """OpenAI stream chunks; each text chunk says which model wrote it, the last one carries the whole `nudging` object."""
     obj = "chat.completion.chunk" if chat else "text_completion"
 
@@ -254,19 +262,27 @@ async def _chunks(sub: Submission, first: Any, meta: dict[str, Any], *, chat: bo
 
     if chat:
         yield chunk({"role": "assistant", "content": ""})
+    calls = CallFilter(chat and tools)  # tool-call text never streams as content
     item = first
     while not isinstance(item, Done):
         event: StreamEvent = item
-        yield chunk({"content": event.text} if chat else event.text, nudging={"source": event.source})
+        if text := calls.feed(event.text):
+            yield chunk({"content": text} if chat else text, nudging={"source": event.source})
         item = await sub.next()
     res: Result = item.result
+    if held := calls.finish(res):
+        yield chunk({"content": held})
+    if res.tool_calls:
+        yield chunk({"tool_calls": [{"index": i, **c} for i, c in enumerate(res.tool_calls)]})
     yield chunk({} if chat else "", _finish_reason(res), nudging=_nudging(res))
     if usage:
         yield {**meta, "object": obj, "choices": [], "usage": _usage(res)}
 
 
 def _finish_reason(res: Result) -> str:
-    return "length" if res.stats.stop_reason == "length" else "stop"
+    if res.stats.stop_reason == "length":
+        return "length"
+    return "tool_calls" if res.tool_calls else "stop"
 
 
 def _usage(res: Result) -> dict[str, int]:

@@ -13,14 +13,14 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-# parameter -> (why, neutral values besides None/0/false/""/[]/{}); entries leave as features land
+# parameter -> (why, neutral values besides None/0/false/""/[]/{}); skipped where the request model has the field
 UNSUPPORTED: dict[str, tuple[str, tuple[Any, ...]]] = {
-    "tools": ("tool calling is not implemented yet", ()),
-    "tool_choice": ("tool calling is not implemented yet", ("none", "auto")),
-    "parallel_tool_calls": ("tool calling is not implemented yet", (True,)),
-    "functions": ("function calling is not implemented yet", ()),
-    "function_call": ("function calling is not implemented yet", ("none", "auto")),
-    "response_format": ("structured output is not implemented yet", ({"type": "text"},)),
+    "tools": ("tool calling is on /v1/chat/completions", ()),
+    "tool_choice": ("tool calling is on /v1/chat/completions", ("none", "auto")),
+    "parallel_tool_calls": ("tool calling is on /v1/chat/completions", (True,)),
+    "functions": ("the legacy function-calling API is not implemented: send tools", ()),
+    "function_call": ("the legacy function-calling API is not implemented: send tool_choice", ("none", "auto")),
+    "response_format": ("structured output is on /v1/chat/completions", ({"type": "text"},)),
     "presence_penalty": ("penalties are not implemented", ()),
     "frequency_penalty": ("penalties are not implemented", ()),
     "repetition_penalty": ("penalties are not implemented", (1, 1.0)),
@@ -64,6 +64,8 @@ def refusal(req: RequestBase) -> tuple[str, str, str] | None:
     """(param, message, code) for the first parameter this server refuses, else None."""
     data = req.model_dump(exclude_unset=True)
     for name, (why, neutral) in UNSUPPORTED.items():
+        if name in type(req).model_fields:  # this endpoint implements it
+            continue
         value = data.get(name)
         if not any(value == n and type(value) is type(n) for n in _NEUTRAL) and value not in neutral:
             return name, f"{name} is not supported by this server: {why}", "unsupported_parameter"
@@ -103,9 +105,14 @@ class ChatMessage(BaseModel):
 
     role: str
     content: str | list[TextPart] | None = None
+    tool_calls: list[dict[str, Any]] | None = None  # an assistant turn's calls (OpenAI format)
 
 
 class ChatCompletionRequest(RequestBase):
     messages: list[ChatMessage]
     max_completion_tokens: int | None = None
     logprobs: bool | None = None
+    tools: list[Any] | None = None
+    tool_choice: str | dict[str, Any] | None = None
+    parallel_tool_calls: bool | None = None
+    response_format: dict[str, Any] | None = None

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Generator
 from dataclasses import dataclass
+from typing import Protocol
 
 import torch
 
@@ -34,9 +35,20 @@ class Forward:
 Needs = Generator[Forward, torch.Tensor, torch.Tensor]  # yields forward requests, returns logits
 
 
+class Grammar(Protocol):
+    """What a view needs of a constraint (decoding/grammar.py's Matcher): it follows the view's
+    answer ids, and masks the logits the view hands out."""
+
+    def consume(self, ids: list[int]) -> None: ...
+    def rollback(self, n: int) -> None: ...
+    def mask(self, logits: torch.Tensor) -> torch.Tensor: ...
+    def mask_along(self, rows: torch.Tensor, ids: list[int]) -> tuple[torch.Tensor, int]: ...
+
+
 class View:
-    def __init__(self, lm: Backend, prompt_ids: list[int], hidden: bool = False) -> None:
+    def __init__(self, lm: Backend, prompt_ids: list[int], hidden: bool = False, grammar: Grammar | None = None) -> None:
         self.lm = lm
+        self.grammar = grammar  # when set: consumes every answer id, masks every logits row handed out
         self.tok = lm.tokenizer
         self.kv: Session = lm.session(hidden=hidden)
         self.prompt_ids = list(prompt_ids)
@@ -77,6 +89,11 @@ class View:
             self.logits = (yield Forward(self.kv, self.ids[self.kv.length :], 1))[0]
             if self.kv.lookahead:  # a lookahead backend's greedy continuation
                 self.ahead_ids, self.ahead_logits = self.kv.lookahead
+            if self.grammar is not None:
+                self.logits = self.grammar.mask(self.logits)
+                if self.ahead_ids:  # keep the lookahead only as far as the grammar allows it
+                    self.ahead_logits, n = self.grammar.mask_along(self.ahead_logits, self.ahead_ids)
+                    self.ahead_ids = self.ahead_ids[:n]
         return self.logits
 
     def decoded(self) -> str:
@@ -93,6 +110,8 @@ class View:
         else:
             self.drop_ahead()
             self.logits = None
+        if self.grammar is not None:
+            self.grammar.consume([token])
         self.ids.append(token)
         self.foreign.append(False)
         delta = self.decoder.step(self.ids)
@@ -123,6 +142,8 @@ class View:
 
     def _extend_foreign(self, ids: list[int], ends: list[int | None], text_len: int) -> None:
         base = self.text_len
+        if self.grammar is not None:
+            self.grammar.consume(ids)
         self.ids.extend(ids)
         self.foreign.extend([True] * len(ids))
         self.ends.extend(None if e is None else base + e for e in ends)
@@ -138,11 +159,18 @@ class View:
         """Run the model over ids appended (tentatively) after self.ids; logits [len(ids), vocab].
 
         Row i predicts the position after ids[i]. The view itself is not changed: commit with
-        append_verified, or the positions are dropped on the next truncate/forward.
+        append_verified, or the positions are dropped on the next truncate/forward. Under a
+        grammar, row i is masked for the state after ids[:i+1] (the ids are text the other model
+        wrote under the same grammar, so every one is allowed).
         """
         yield from self.next_logits()  # the cache covers self.ids (and maybe stale lookahead) ...
         self.drop_ahead()  # ... now exactly self.ids
-        return (yield Forward(self.kv, ids, len(ids)))
+        rows = yield Forward(self.kv, ids, len(ids))
+        if self.grammar is not None:
+            rows, n = self.grammar.mask_along(rows, ids)
+            if n < len(ids):
+                raise RuntimeError(f"the grammar rejects the other model's text after {n} of {len(ids)} ids")
+        return rows
 
     def hidden_at(self, positions: list[int]) -> torch.Tensor:
         """The model's last hidden state [n, d] at cached positions (views built with hidden=True)."""
@@ -156,6 +184,8 @@ class View:
         n = len(self.prompt_ids) + n_answer
         if n >= len(self.ids):
             return
+        if self.grammar is not None:
+            self.grammar.rollback(len(self.ids) - n)
         self.ids = self.ids[:n]
         self.ends = self.ends[:n_answer]
         self.foreign = self.foreign[:n_answer]

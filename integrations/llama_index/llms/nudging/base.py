@@ -8,6 +8,7 @@ loop keeps running; cancelling the awaiting task stops generation at the engine'
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import fields
 from typing import Any
@@ -26,9 +27,11 @@ from llama_index.core.base.llms.types import (
 from llama_index.core.bridge.pydantic import Field, PrivateAttr
 from llama_index.core.constants import DEFAULT_CONTEXT_WINDOW
 from llama_index.core.llms.callbacks import llm_chat_callback, llm_completion_callback
-from llama_index.core.llms.custom import CustomLLM
+from llama_index.core.llms.function_calling import FunctionCallingLLM
+from llama_index.core.llms.llm import ToolSelection
 
 from nudging import Nudger, NudgingConfig, Result, Stream, StreamEvent
+from nudging.tools import CallFilter
 
 Prompt = str | list[dict[str, str]]
 
@@ -46,9 +49,16 @@ _ROLES = {
 _CONFIG_FIELDS = frozenset(f.name for f in fields(NudgingConfig))
 
 
-def to_engine_messages(messages: Sequence[ChatMessage]) -> list[dict[str, str]]:
-    """LlamaIndex ChatMessages as the engine's role/content dicts (text blocks only)."""
-    return [{"role": _ROLES[MessageRole(m.role)], "content": m.content or ""} for m in messages]
+def to_engine_messages(messages: Sequence[ChatMessage]) -> list[dict[str, Any]]:
+    """LlamaIndex ChatMessages as the engine's role/content dicts (text blocks only; an assistant
+    turn's OpenAI-style `additional_kwargs["tool_calls"]` kept)."""
+    out = []
+    for m in messages:
+        msg: dict[str, Any] = {"role": _ROLES[MessageRole(m.role)], "content": m.content or ""}
+        if msg["role"] == "assistant" and m.additional_kwargs.get("tool_calls"):
+            msg["tool_calls"] = m.additional_kwargs["tool_calls"]
+        out.append(msg)
+    return out
 
 
 def _extras(result: Result) -> dict[str, Any]:
@@ -59,8 +69,12 @@ def _extras(result: Result) -> dict[str, Any]:
     }
 
 
-class NudgingLLM(CustomLLM):
+class NudgingLLM(FunctionCallingLLM):
     """A LlamaIndex LLM backed by a `nudging.Nudger` (base model + small aligned nudger).
+
+    A function-calling LLM: tools are described to both models and a grammar forces well-formed
+    calls, returned OpenAI-style in `message.additional_kwargs["tool_calls"]` (so `FunctionAgent`
+    and `structured_predict` work).
 
     Per-call keyword arguments may set any `NudgingConfig` field (gamma, max_new_tokens, temperature,
     seed, ...); `stop` strings are added to the constructor's. Responses carry the provenance
@@ -108,7 +122,37 @@ class NudgingLLM(CustomLLM):
             num_output=self.max_new_tokens or self._nudger.config.max_new_tokens,
             model_name=f"nudging:{self._nudger.base.name}+{self._nudger.nudger.name}",
             is_chat_model=True,
+            is_function_calling_model=True,
         )
+
+    # -- tools ------------------------------------------------------------------------------
+    def _prepare_chat_with_tools(
+        self,
+        tools: Sequence[Any],
+        user_msg: str | ChatMessage | None = None,
+        chat_history: list[ChatMessage] | None = None,
+        verbose: bool = False,
+        allow_parallel_tool_calls: bool = False,
+        tool_required: bool = False,
+        **kwargs: Any,
+    ) -> dict[str, Any]:
+        messages = list(chat_history or [])
+        if user_msg is not None:
+            messages.append(ChatMessage(role=MessageRole.USER, content=user_msg) if isinstance(user_msg, str) else user_msg)
+        choice = kwargs.pop("tool_choice", None) or ("required" if tool_required else "auto")
+        return {
+            "messages": messages,
+            "tools": [t.metadata.to_openai_tool() for t in tools] or None,
+            "tool_choice": choice,
+            "parallel_tool_calls": allow_parallel_tool_calls,
+            **kwargs,
+        }
+
+    def get_tool_calls_from_response(self, response: ChatResponse, error_on_no_tool_call: bool = True, **kwargs: Any) -> list[ToolSelection]:
+        calls = response.message.additional_kwargs.get("tool_calls") or []
+        if not calls and error_on_no_tool_call:
+            raise ValueError(f"expected at least one tool call, got: {response.message.content!r}")
+        return [ToolSelection(tool_id=c["id"], tool_name=c["function"]["name"], tool_kwargs=json.loads(c["function"]["arguments"])) for c in calls]
 
     # -- engine plumbing ------------------------------------------------------------------
     def _config(self, kwargs: dict[str, Any]) -> NudgingConfig:
@@ -163,7 +207,8 @@ class NudgingLLM(CustomLLM):
 
     @llm_chat_callback()
     def stream_chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponseGen:
-        return (_chat(c) for c in _chunks(self._events(to_engine_messages(messages), kwargs)))
+        calls = CallFilter(bool(kwargs.get("tools")))
+        return (_chat(c) for c in _chunks(self._events(to_engine_messages(messages), kwargs), calls))
 
     @llm_chat_callback()
     async def achat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponse:
@@ -171,7 +216,7 @@ class NudgingLLM(CustomLLM):
 
     @llm_chat_callback()
     async def astream_chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponseAsyncGen:
-        chunks = _achunks(self._aevents(to_engine_messages(messages), kwargs))
+        chunks = _achunks(self._aevents(to_engine_messages(messages), kwargs), CallFilter(bool(kwargs.get("tools"))))
 
         async def gen() -> ChatResponseAsyncGen:
             async for c in chunks:
@@ -196,29 +241,38 @@ def _as_list(stop: str | Sequence[str] | None) -> list[str]:
 
 
 def _response(res: Result, delta: str | None = None) -> CompletionResponse:
-    return CompletionResponse(text=res.text, delta=delta, raw=res.to_dict(), additional_kwargs=_extras(res))
+    extras = _extras(res)
+    if res.tool_calls:
+        extras["tool_calls"] = res.tool_calls
+    return CompletionResponse(text=res.content or "", delta=delta, raw=res.to_dict(), additional_kwargs=extras)
 
 
-def _chunk(text: str, item: StreamEvent | Result) -> CompletionResponse:
+def _chunk(text: str, delta: str, item: StreamEvent | Result) -> CompletionResponse:
     """One streamed chunk: cumulative text and a delta with its source (also as `raw`, which agents
-    pass on in their stream events); the last chunk (empty delta) carries the spans and stats."""
+    pass on in their stream events); the last chunk carries the spans, stats and any tool calls."""
     if isinstance(item, Result):
-        return _response(item, delta="")
-    return CompletionResponse(text=text, delta=item.text, raw={"text": item.text, "source": item.source}, additional_kwargs={"source": item.source})
+        return _response(item, delta=delta)
+    return CompletionResponse(text=text, delta=delta, raw={"text": delta, "source": item.source}, additional_kwargs={"source": item.source})
 
 
-def _chunks(items: Iterator[StreamEvent | Result]) -> CompletionResponseGen:
+def _chunks(items: Iterator[StreamEvent | Result], calls: CallFilter | None = None) -> CompletionResponseGen:
+    calls = calls or CallFilter(False)
     text = ""
     for item in items:
-        text += "" if isinstance(item, Result) else item.text
-        yield _chunk(text, item)
+        delta = calls.finish(item) if isinstance(item, Result) else calls.feed(item.text)
+        text += delta
+        if delta or isinstance(item, Result):
+            yield _chunk(text, delta, item)
 
 
-async def _achunks(items: AsyncIterator[StreamEvent | Result]) -> CompletionResponseAsyncGen:
+async def _achunks(items: AsyncIterator[StreamEvent | Result], calls: CallFilter | None = None) -> CompletionResponseAsyncGen:
+    calls = calls or CallFilter(False)
     text = ""
     async for item in items:
-        text += "" if isinstance(item, Result) else item.text
-        yield _chunk(text, item)
+        delta = calls.finish(item) if isinstance(item, Result) else calls.feed(item.text)
+        text += delta
+        if delta or isinstance(item, Result):
+            yield _chunk(text, delta, item)
 
 
 async def _last(items: AsyncIterator[StreamEvent | Result]) -> Result:
@@ -233,4 +287,5 @@ async def _last(items: AsyncIterator[StreamEvent | Result]) -> Result:
 def _chat(c: CompletionResponse) -> ChatResponse:
     """The chat form of a completion; spans and stats stay on the response, not the message (which
     agents keep in memory)."""
-    return ChatResponse(message=ChatMessage(role=MessageRole.ASSISTANT, content=c.text), delta=c.delta, raw=c.raw, additional_kwargs=c.additional_kwargs)
+    calls = {"tool_calls": c.additional_kwargs["tool_calls"]} if "tool_calls" in c.additional_kwargs else {}
+    return ChatResponse(message=ChatMessage(role=MessageRole.ASSISTANT, content=c.text, additional_kwargs=calls), delta=c.delta, raw=c.raw, additional_kwargs=c.additional_kwargs)
