@@ -23,7 +23,7 @@ CASES = [
     ("Give three tips for sleep.", 0.4, ()),
     ("Écris une phrase sur Paris et ajoute un emoji.", 0.4, ()),
     ("用一句话介绍长城。", 0.4, ()),
-    ("List two fruits.", 0.4, (".",)),
+    ("List two fruits.", 0.4, ("e",)),
     ("What is the capital of France?", 0.0, ()),
     ("What is the capital of France?", 1.5, ()),
     ("Name a colour.", 1.5, ("\n",)),
@@ -84,7 +84,7 @@ def test_eos_and_stop_are_reached(local, mixed):
 def test_window_end_stops_with_length(local, mixed, remote):
     """Near max_model_len the requests shrink to fit and generation ends with "length", never a 400."""
     window = remote.context_window
-    prompt = "Numbers: " + " ".join(str(i) for i in range(400))
+    prompt = "Numbers: " + " ".join(str(i) for i in range(145))
     n_prompt = mixed.generate(prompt, NudgingConfig(max_new_tokens=1)).stats.prompt_tokens
     room = window - n_prompt
     assert 5 < room < 60, f"adjust the prompt: {n_prompt} tokens for a {window}-token window"
@@ -101,7 +101,9 @@ def test_verification_shares_the_prefix_cache(mixed, remote, vllm_url):
     remote.client = spy
     try:
         before = counters(vllm_url)
-        res = mixed.generate("Give three tips for a calm morning, with a reason for each.", NudgingConfig(gamma=0.4, max_new_tokens=40))
+        # vLLM on CPU caches whole 128-token blocks: a ~300-token prompt leaves two of them to hit
+        notes = " ".join(f"Note {i}: rest well." for i in range(40))
+        res = mixed.generate(f"{notes}\nGive three tips for a calm morning.", NudgingConfig(gamma=0.4, max_new_tokens=40))
         after = counters(vllm_url)
     finally:
         remote.client = spy.client

@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import time
 from pathlib import Path
 
@@ -28,10 +29,11 @@ QUESTIONS = ["What does `make test` run, and what does it build first?", "How do
 
 
 def long_prompt(question: str, tokenizer, tokens: int = 1100) -> str:
-    """A RAG-style prompt: ~`tokens` base tokens of this repository's README, then the question."""
+    """A RAG-style prompt: ~`tokens` base tokens of this repository's README, then the question.
+    A random first line keeps vLLM's prefix cache from serving the prompt of an earlier run."""
     doc = (ROOT / "README.md").read_text()
     ids = tokenizer.encode(doc, add_special_tokens=False)[:tokens]
-    return f"Document:\n{tokenizer.decode(ids)}\n\nUsing the document, answer: {question}"
+    return f"Request {os.urandom(4).hex()}. Document:\n{tokenizer.decode(ids)}\n\nUsing the document, answer: {question}"
 
 
 def cost(url: str, name: str | None, base_tok, nudger_model, nudger_tok, gamma: float, max_new: int) -> list[dict]:
