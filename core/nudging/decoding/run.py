@@ -48,7 +48,7 @@ def drive(steps: Steps) -> Iterator[StreamEvent | Result]:
         item = next(steps)
         while True:
             if isinstance(item, Forward):
-                item = steps.send(item.session.forward(item.ids, item.keep))
+                item = steps.send(item.session.forward(item.ids, item.keep, item.rows))
             else:
                 yield item
                 item = next(steps)
@@ -76,8 +76,8 @@ class Run:
         self.B = View(base, base_ids, hidden=self._hidden, grammar=self.grammars[0])
         self.N = View(nudger, nudger_ids, grammar=self.grammars[1])
         self.T = Transcript(stop_strings(prompt, config))  # with the base template's next-turn marker
-        self.base_sampler = Sampler(config.base_sampling, config.seed)
-        self.nudger_sampler = Sampler(config.nudger_sampling, None if config.seed is None else config.seed + 1)
+        self.base_sampler = Sampler(config.base_sampling, config.seed, base.capabilities.top_k)
+        self.nudger_sampler = Sampler(config.nudger_sampling, None if config.seed is None else config.seed + 1, nudger.capabilities.top_k)
         limits = [config.max_new_tokens]
         if base.context_window:
             limits.append(base.context_window - len(base_ids))
@@ -154,8 +154,11 @@ class Run:
             # only part of a character in K tokens: let the base write instead of looping
             return self._base_writes((yield from self.B.next_logits()))
         b_ids, b_ends = encode_continuation(self.base.tokenizer, draft.text)
-        rows = yield from self.B.forward_draft(b_ids)
         bounds = word_boundaries(draft.text, draft.ends, b_ends)
+        need = None  # the rows this round reads, for a backend where each row costs a request
+        if self.base.capabilities.sparse_rows:
+            need = sorted({ids_until(b_ends, c) - 1 for c in bounds} | ({len(b_ids) - 1} if draft.eos or not bounds else set()))
+        rows = yield from self.B.forward_draft(b_ids, need)
         verdicts = self._verdicts(rows, b_ends, bounds, draft.text)
         acc = accept(bounds, verdicts, len(draft.text), draft.eos)
         m, end, over = cut_to_budget(ids_until(b_ends, acc.end), acc.end, b_ends, self.budget - self.B.n_answer)

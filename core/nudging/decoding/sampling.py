@@ -8,10 +8,16 @@ from ..config import SamplingParams
 
 
 class Sampler:
-    """Picks tokens for one model with its own random generator, so each model's draws are reproducible."""
+    """Picks tokens for one model with its own random generator, so each model's draws are reproducible.
 
-    def __init__(self, params: SamplingParams, seed: int | None) -> None:
+    `support`: the backend's rows are exact only for their top `support` ids (a remote server's
+    logprobs, Capabilities.top_k), so sampling is top-k over those, renormalised; temperature and
+    top-p apply within them.
+    """
+
+    def __init__(self, params: SamplingParams, seed: int | None, support: int | None = None) -> None:
         self.params = params
+        self.support = support
         self.generator: torch.Generator | None = None
         if not params.greedy:
             self.generator = torch.Generator(device="cpu")
@@ -33,8 +39,9 @@ class Sampler:
         # shift before scaling: a tiny temperature sends every non-top score to -inf (the greedy
         # limit), never to inf/inf = NaN; float64 keeps temperatures below float32's range nonzero
         scores = ((scores - scores.max()).double() / p.temperature).float()
-        if p.top_k and p.top_k < scores.numel():
-            kth = torch.topk(scores, p.top_k).values[-1]
+        k = min(p.top_k or scores.numel(), self.support or scores.numel())
+        if k < scores.numel():
+            kth = torch.topk(scores, k).values[-1]
             scores = scores.masked_fill(scores < kth, float("-inf"))
         probs = torch.softmax(scores, dim=-1)
         if p.top_p < 1.0:

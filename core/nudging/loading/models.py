@@ -24,6 +24,7 @@ from safetensors.torch import save_file
 from transformers import (
     AutoModelForCausalLM,
     AutoTokenizer,
+    GenerationConfig,
     PreTrainedModel,
     PreTrainedTokenizerBase,
 )
@@ -86,15 +87,23 @@ def load_remote(spec: str, *, tokenizer: str | os.PathLike[str] | PreTrainedToke
     """A model behind an OpenAI-compatible server: `http://host:port/v1#model-name`.
 
     The tokenizer runs locally; without `tokenizer`, the served model name is loaded as one
-    (vLLM names a model by its HF id or folder).
+    (vLLM names a model by its HF id or folder). When the tokenizer comes from a folder, its
+    `generation_config.json` adds its EOS ids (as vLLM stops on them too).
     """
     from ..backends.remote import RemoteModel, parse_url
 
     url, name = parse_url(spec)
     if tokenizer is None and name is None:
         raise ModelLoadError(f"{spec!r}: give the model name after '#' or pass its tokenizer")
-    tok = tokenizer if isinstance(tokenizer, PreTrainedTokenizerBase) else load_tokenizer(tokenizer or name, cache_dir=cache_dir)
-    return RemoteModel(url, name, tok, **kwargs)
+    if isinstance(tokenizer, PreTrainedTokenizerBase):
+        return RemoteModel(url, name, tokenizer, **kwargs)
+    source = tokenizer or name
+    folder = _resolve(source, cache_dir)
+    extra: frozenset[int] = frozenset()
+    if isinstance(folder, Path) and (folder / "generation_config.json").is_file():
+        value = GenerationConfig.from_pretrained(folder).eos_token_id
+        extra = frozenset([value] if isinstance(value, int) else (value or ()))
+    return RemoteModel(url, name, load_tokenizer(source, cache_dir=cache_dir), extra_eos=extra, **kwargs)
 
 
 def embedded_paths(cache_dir: str | os.PathLike[str] | None = None) -> tuple[Path, Path]:

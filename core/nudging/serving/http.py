@@ -24,6 +24,7 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from ..backends.remote import RemoteError
 from ..errors import NudgingError
 from .guard import REQUEST_ID, Guard
 from .metrics import Metrics
@@ -61,6 +62,10 @@ def as_api_error(exc: BaseException) -> APIError:
         return APIError(503, str(exc), code="server_busy", headers={"Retry-After": "1"})
     if isinstance(exc, Cancelled):
         return APIError(503, str(exc), code="cancelled")
+    if isinstance(exc, RemoteError):  # the remote base or nudger failed: not the client's fault
+        if exc.unavailable:
+            return APIError(503, str(exc), code="upstream_unavailable", type="server_error", headers={"Retry-After": "5"})
+        return APIError(502, str(exc), code="upstream_error", type="server_error")
     if isinstance(exc, NudgingError):
         message = str(exc)
         code = "context_length_exceeded" if "context" in message else None
@@ -196,11 +201,12 @@ def sse(chunks: AsyncIterator[dict[str, Any]], sub: Submission) -> StreamingResp
     return StreamingResponse(events(), media_type="text/event-stream", headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
 
-def base_app(model_name: str, worker: Worker, *, title: str, api_key: str | None = None, allowed_origins: Sequence[str] = ()) -> FastAPI:
+def base_app(model_name: str, worker: Worker, *, title: str, api_key: str | None = None, allowed_origins: Sequence[str] = (), max_model_len: int | None = None) -> FastAPI:
     """A FastAPI app that runs `worker` for its lifetime, answers errors in OpenAI's shape, and
-    serves `/health`, `/metrics`, `/v1/models` and `/v1/models/{id}` (`app.state.metrics`: the
-    app's Metrics). With `api_key`, every route but `/health` and `/` needs it as a Bearer token;
-    `allowed_origins` (e.g. ["https://my.site"], or ["*"]) may call it from browsers."""
+    serves `/health`, `/metrics`, `/v1/models` and `/v1/models/{id}` (with vLLM's `max_model_len`
+    when given; `app.state.metrics`: the app's Metrics). With `api_key`, every route but `/health`
+    and `/` needs it as a Bearer token; `allowed_origins` (e.g. ["https://my.site"], or ["*"]) may
+    call it from browsers."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -217,7 +223,9 @@ def base_app(model_name: str, worker: Worker, *, title: str, api_key: str | None
     if allowed_origins:  # added last: outermost, so preflights and 401s get CORS headers too
         app.add_middleware(CORSMiddleware, allow_origins=list(allowed_origins), allow_methods=["GET", "POST"], allow_headers=["Authorization", "Content-Type", "X-Request-Id"], expose_headers=["X-Request-Id"])
     created = now()
-    card = {"id": model_name, "object": "model", "created": created, "owned_by": "nudging"}
+    card: dict[str, Any] = {"id": model_name, "object": "model", "created": created, "owned_by": "nudging"}
+    if max_model_len:
+        card["max_model_len"] = max_model_len
 
     @app.exception_handler(APIError)
     async def _api_error(request: Request, exc: APIError) -> JSONResponse:

@@ -83,8 +83,8 @@ def refusal(req: RequestBase) -> tuple[str, str, str] | None:
 
 
 class CompletionRequest(RequestBase):
-    # str, a batch of strings, or token ids (plain single-model mode only)
-    prompt: str | list[str] | list[int]
+    # str, a batch of strings, or token ids / a batch of token-id prompts (plain single-model mode only)
+    prompt: str | list[str] | list[int] | list[list[int]]
     echo: bool = False
     logprobs: int | None = None
     # vLLM extensions, used by the plain single-model mode

@@ -5,7 +5,7 @@ the response mirrors vLLM's legacy completions response — `logprobs` holds `to
 `token_logprobs`, `top_logprobs` and `text_offset`; `echo` with `max_tokens: 0` scores a prompt;
 the vLLM extensions `return_tokens_as_token_ids` (tokens as "token_id:N"), `return_token_ids`
 (`prompt_token_ids` / `token_ids` in the choice) and `add_special_tokens` are honoured, and a
-prompt may be token ids. Logprobs are the model's raw log-softmax (before temperature/top-p), as
+prompt may be token ids or a batch of token-id prompts (one choice each, run in turn). Logprobs are the model's raw log-softmax (before temperature/top-p), as
 vLLM reports by default; the sampled or prompt token comes first in each `top_logprobs` dict, then
 the top-k (so k or k+1 entries). Like vLLM, a generated EOS is kept in the tokens (and counted)
 but not in the text; text cut by a stop string keeps the token that completed it.
@@ -164,7 +164,7 @@ def serve_plain(lm: LocalModel, jobs: list[Job], take: Any = None) -> None:
     """The worker's runner for the plain server: one completion at a time (`take` unused: no joining)."""
     for job in jobs:
         try:
-            job.finish(complete(lm, job.payload, job.cancel))
+            job.finish([complete(lm, p, job.cancel) for p in job.payload])
         except Exception as exc:
             job.fail(exc)
 
@@ -173,7 +173,7 @@ def create_plain_app(model: Any, tokenizer: Any, model_name: str, *, max_queue: 
     """Serve one transformers causal LM on `/v1/completions` with vLLM-style logprobs."""
     lm = LocalModel(model, tokenizer)
     worker = Worker(partial(serve_plain, lm), max_queue=max_queue)
-    app = base_app(model_name, worker, title=f"nudging plain server: {model_name}", api_key=api_key, allowed_origins=allowed_origins)
+    app = base_app(model_name, worker, title=f"nudging plain server: {model_name}", api_key=api_key, allowed_origins=allowed_origins, max_model_len=lm.context_window)
 
     @app.post("/v1/completions", response_model=None)
     async def completions(request: Request) -> JSONResponse:
@@ -182,22 +182,29 @@ def create_plain_app(model: Any, tokenizer: Any, model_name: str, *, max_queue: 
         check_single_choice(req.n)
         if req.stream:
             raise APIError(400, "stream is not supported by the plain model server", param="stream", code="unsupported_value")
-        job = await run_in_threadpool(_job, lm, req)
-        sub = Submission(request, worker, job)
+        jobs = await run_in_threadpool(_jobs, lm, req)
+        sub = Submission(request, worker, jobs)
         try:
             item = await sub.next()
         finally:
             sub.close()
         assert isinstance(item, Done)
-        body = await run_in_threadpool(_response, lm, req, job, item.result)
+        body = await run_in_threadpool(_response, lm, req, jobs, item.result)
         return JSONResponse({"id": new_id("cmpl"), "object": "text_completion", "created": now(), "model": model_name, **body})
 
     return app
 
 
-def _job(lm: LocalModel, req: CompletionRequest) -> PlainJob:
-    """Validate a request and tokenize its prompt."""
+def _jobs(lm: LocalModel, req: CompletionRequest) -> list[PlainJob]:
+    """One job per prompt of a request (a batch of token-id prompts gives several)."""
     prompt = req.prompt
+    if isinstance(prompt, list) and prompt and all(isinstance(p, list) for p in prompt):
+        return [_job(lm, req, p) for p in prompt]
+    return [_job(lm, req, prompt)]
+
+
+def _job(lm: LocalModel, req: CompletionRequest, prompt: Any) -> PlainJob:
+    """Validate a request and tokenize one prompt."""
     if isinstance(prompt, list) and prompt and all(isinstance(p, str) for p in prompt):
         if len(prompt) != 1:
             raise APIError(400, "prompt must be one string or one list of token ids (batches are not supported)", param="prompt", code="unsupported_value")
@@ -239,21 +246,24 @@ def _job(lm: LocalModel, req: CompletionRequest) -> PlainJob:
     return PlainJob(ids, text, max_tokens, req.echo, req.logprobs, sampling, req.seed, tuple(stop))
 
 
-def _response(lm: LocalModel, req: CompletionRequest, job: PlainJob, out: PlainOutput) -> dict[str, Any]:
-    ids = job.ids + out.token_ids
-    logprobs = None
-    if job.logprobs is not None:
-        scores = (out.prompt_scores or []) + out.scores
-        logprobs = logprobs_object(lm.tokenizer, ids, scores, 0 if req.echo else len(job.ids), req.return_tokens_as_token_ids)
-    choice: dict[str, Any] = {
-        "index": 0,
-        "text": (job.prompt_text if req.echo else "") + out.text,
-        "logprobs": logprobs,
-        "finish_reason": out.finish_reason,
-        "stop_reason": None,
-    }
-    if req.return_token_ids:
-        choice["prompt_token_ids"] = job.ids
-        choice["token_ids"] = out.token_ids
-    n_prompt, n_out = len(job.ids), len(out.token_ids)
-    return {"choices": [choice], "usage": {"prompt_tokens": n_prompt, "completion_tokens": n_out, "total_tokens": n_prompt + n_out}}
+def _response(lm: LocalModel, req: CompletionRequest, jobs: list[PlainJob], outs: list[PlainOutput]) -> dict[str, Any]:
+    choices = []
+    for index, (job, out) in enumerate(zip(jobs, outs)):
+        ids = job.ids + out.token_ids
+        logprobs = None
+        if job.logprobs is not None:
+            scores = (out.prompt_scores or []) + out.scores
+            logprobs = logprobs_object(lm.tokenizer, ids, scores, 0 if req.echo else len(job.ids), req.return_tokens_as_token_ids)
+        choice: dict[str, Any] = {
+            "index": index,
+            "text": (job.prompt_text if req.echo else "") + out.text,
+            "logprobs": logprobs,
+            "finish_reason": out.finish_reason,
+            "stop_reason": None,
+        }
+        if req.return_token_ids:
+            choice["prompt_token_ids"] = job.ids
+            choice["token_ids"] = out.token_ids
+        choices.append(choice)
+    n_prompt, n_out = sum(len(j.ids) for j in jobs), sum(len(o.token_ids) for o in outs)
+    return {"choices": choices, "usage": {"prompt_tokens": n_prompt, "completion_tokens": n_out, "total_tokens": n_prompt + n_out}}

@@ -25,11 +25,13 @@ from .sync import IncrementalDecoder, decode, encode_continuation
 @dataclass
 class Forward:
     """A request to run `session`'s model over `ids` after its cached positions; the driver sends
-    back the logits [keep, vocab] of the last `keep` positions."""
+    back the logits [keep, vocab] of the last `keep` positions (`rows`: the ones the caller reads,
+    None for all; see Session.forward)."""
 
     session: Session
     ids: list[int]
     keep: int
+    rows: list[int] | None = None
 
 
 Needs = Generator[Forward, torch.Tensor, torch.Tensor]  # yields forward requests, returns logits
@@ -134,11 +136,15 @@ class View:
         return ids
 
     def append_verified(self, ids: list[int], ends: list[int | None], text_len: int, logits: torch.Tensor, ahead: list[int], ahead_logits: torch.Tensor) -> None:
-        """Append foreign ids that a forward already ran (a verified nudge), keeping the draft's tail as lookahead."""
+        """Append foreign ids that a forward already ran (a verified nudge), keeping the draft's tail as
+        lookahead up to its first row the backend left unscored (NaN: a sparse-rows backend)."""
         self._extend_foreign(ids, ends, text_len)
-        self.logits = logits
+        self.logits = None if bool(logits[0].isnan()) else logits  # unscored: a forward will get it
+        if ahead:
+            scored = ahead_logits[:, 0].isnan().logical_not().tolist()
+            ahead = ahead[: next((i for i, ok in enumerate(scored) if not ok), len(ahead))]
         self.ahead_ids = list(ahead)
-        self.ahead_logits = ahead_logits if ahead else None
+        self.ahead_logits = ahead_logits[: len(ahead)] if ahead else None
 
     def _extend_foreign(self, ids: list[int], ends: list[int | None], text_len: int) -> None:
         base = self.text_len
@@ -155,22 +161,23 @@ class View:
         if len(text) > self.text_len:
             self.append_text(text[self.text_len :])
 
-    def forward_draft(self, ids: list[int]) -> Needs:
+    def forward_draft(self, ids: list[int], rows: list[int] | None = None) -> Needs:
         """Run the model over ids appended (tentatively) after self.ids; logits [len(ids), vocab].
 
-        Row i predicts the position after ids[i]. The view itself is not changed: commit with
-        append_verified, or the positions are dropped on the next truncate/forward. Under a
-        grammar, row i is masked for the state after ids[:i+1] (the ids are text the other model
-        wrote under the same grammar, so every one is allowed).
+        Row i predicts the position after ids[i]; `rows` names the rows the caller reads (None: all).
+        The view itself is not changed: commit with append_verified, or the positions are dropped
+        on the next truncate/forward. Under a grammar, row i is masked for the state after
+        ids[:i+1] (the ids are text the other model wrote under the same grammar, so every one is
+        allowed).
         """
         yield from self.next_logits()  # the cache covers self.ids (and maybe stale lookahead) ...
         self.drop_ahead()  # ... now exactly self.ids
-        rows = yield Forward(self.kv, ids, len(ids))
+        out = yield Forward(self.kv, ids, len(ids), rows)
         if self.grammar is not None:
-            rows, n = self.grammar.mask_along(rows, ids)
+            out, n = self.grammar.mask_along(out, ids)
             if n < len(ids):
                 raise RuntimeError(f"the grammar rejects the other model's text after {n} of {len(ids)} ids")
-        return rows
+        return out
 
     def hidden_at(self, positions: list[int]) -> torch.Tensor:
         """The model's last hidden state [n, d] at cached positions (views built with hidden=True)."""
