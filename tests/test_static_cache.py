@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import logging
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -84,3 +89,29 @@ def test_default_off_on_cpu_and_fallback_is_logged(pair, caplog, monkeypatch):
     with caplog.at_level(logging.WARNING, logger="nudging.backends.static"):
         assert type(fast_local(lm.model, lm.tokenizer, True)) is LocalModel
     assert "broken on purpose" in caplog.text
+
+
+@pytest.mark.skipif(not os.environ.get("NUDGING_TEST_COMPILE"), reason="torch.compile on the CPU takes minutes per tiny model (~5 min on the shared 2-core box); NUDGING_TEST_COMPILE=1 runs it")
+def test_compiled_static_path_on_cpu_matches_the_dynamic_one(tokenizers):
+    from tiny_models import tiny_llama
+
+    _, smol = tokenizers
+    a, b = tiny_llama(smol, seed=3, layers=3), tiny_llama(smol, seed=4)
+    plain = Nudger(a, smol, b, smol)
+    fast = Nudger.from_pretrained(a, b, base_tokenizer=smol, nudger_tokenizer=smol, compile=True)
+    assert isinstance(fast.base, StaticModel) and fast.base.compiled  # its self-check passed
+    cfg = NudgingConfig(gamma=0.5, max_new_tokens=24)
+    assert fast.generate(PROMPTS[0], cfg).spans == plain.generate(PROMPTS[0], cfg).spans
+
+
+def test_gpu_script_smoke_run_on_cpu(tokenizers, tmp_path):
+    """benchmarks/gpu/run.py --smoke end to end (tiny shapes, CPU), so the GPU run cannot die of a typo."""
+    tok_dir = tmp_path / "tok"
+    tokenizers[1].save_pretrained(tok_dir)
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": f"{root / 'core'}"}
+    proc = subprocess.run([sys.executable, str(root / "benchmarks/gpu/run.py"), "--tokenizer", str(tok_dir), "--out", str(tmp_path / "out"), "--smoke"], env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = json.loads((tmp_path / "out" / "fast.json").read_text())["rows"]
+    assert {(r["method"], r["batch"]) for r in rows} == {(m, b) for m in ("hf-eager", "hf-static-compile", "nudged-eager", "nudged-compiled") for b in (1, 2)}
+    assert all(r["tokens_per_s"] > 0 for r in rows)

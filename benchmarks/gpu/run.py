@@ -43,7 +43,7 @@ def main() -> None:
     fast.main(
         tok, Path(args.out), pairs=args.pairs.split(";"), gammas=[float(g) for g in args.gammas.split(",")],
         batches=[int(b) for b in args.batches.split(",")], tokens=args.tokens, prompt_tokens=args.prompt_tokens,
-        device=args.device, dtype=dtype,
+        device=args.device, dtype=dtype, compile=not args.smoke,
     )
     print(f"done in {time.perf_counter() - t0:.0f} s", flush=True)
 

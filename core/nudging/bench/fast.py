@@ -97,11 +97,12 @@ def nudged(nudger: Nudger, texts: list[str], cfg: NudgingConfig, shares: list[fl
     return sum(r.stats.output_tokens for r in results)
 
 
-def compiled_pair(pair: Nudger) -> Nudger:
-    """The same weights behind static caches and compiled steps (checked against the dynamic path)."""
+def compiled_pair(pair: Nudger, compile: bool = True) -> Nudger:
+    """The same weights behind static caches and compiled steps (checked against the dynamic path);
+    compile=False keeps the bucketed static path eager (the CPU smoke run: compiling takes minutes there)."""
     sides = []
     for lm in (pair.base, pair.nudger):
-        fast = StaticModel(lm.model, lm.tokenizer, compile=True)
+        fast = StaticModel(lm.model, lm.tokenizer, compile=compile, buckets=True)
         reason = self_check(fast)
         if reason is not None:
             raise RuntimeError(f"compiled path failed its self-check: {reason}")
@@ -109,11 +110,11 @@ def compiled_pair(pair: Nudger) -> Nudger:
     return Nudger(sides[0], None, sides[1], None)
 
 
-def run_pair(bench: Bench, label: str, pair: Nudger, *, gammas: list[float], batches: list[int], tokens: int, prompt_tokens: int, log: Callable[[Row], None]) -> None:
+def run_pair(bench: Bench, label: str, pair: Nudger, *, gammas: list[float], batches: list[int], tokens: int, prompt_tokens: int, log: Callable[[Row], None], compile: bool = True) -> None:
     dev = pair.base.device
     model, tok = pair.base.model, pair.base.tokenizer
     weights = _gb(list(model.parameters()) + list(pair.nudger.model.parameters()))
-    fast = compiled_pair(pair)
+    fast = compiled_pair(pair, compile)
     plain = Nudger(LocalModel(model, tok), None, LocalModel(pair.nudger.model, pair.nudger.tokenizer), None)
 
     def add(method: str, batch: int, gamma: float | None, warm: float, tps: float, share: float | None, cache: float) -> None:
@@ -153,14 +154,18 @@ def write(bench: Bench, out: Path) -> None:
     save_png(plt, fig, out / "fast.png")
 
 
-def main(tokenizer: Any, out: Path, *, pairs: list[str], gammas: list[float], batches: list[int], tokens: int, prompt_tokens: int, device: str, dtype: torch.dtype) -> Bench:
+def main(tokenizer: Any, out: Path, *, pairs: list[str], gammas: list[float], batches: list[int], tokens: int, prompt_tokens: int, device: str, dtype: torch.dtype, compile: bool = True) -> Bench:
+    import transformers
+
     where = torch.cuda.get_device_name() if device.startswith("cuda") else device
-    bench = Bench(f"{where}, torch {torch.__version__}")
+    bench = Bench(f"{where}, torch {torch.__version__}, transformers {transformers.__version__}")
+    if not compile:
+        bench.notes.append("nudged-compiled ran the bucketed static path without torch.compile (smoke run)")
     for spec in pairs:
         t0 = time.perf_counter()
         pair = random_pair(*spec.split(","), tokenizer, device=device, dtype=dtype)
         print(f"built {spec} in {time.perf_counter() - t0:.0f} s on {where}", flush=True)
-        run_pair(bench, spec, pair, gammas=gammas, batches=batches, tokens=tokens, prompt_tokens=prompt_tokens, log=lambda r: print(json.dumps(r.__dict__), flush=True))
+        run_pair(bench, spec, pair, gammas=gammas, batches=batches, tokens=tokens, prompt_tokens=prompt_tokens, log=lambda r: print(json.dumps(r.__dict__), flush=True), compile=compile)
         write(bench, out)
         del pair
         if device.startswith("cuda"):
