@@ -104,13 +104,14 @@ def test_compiled_static_path_on_cpu_matches_the_dynamic_one(tokenizers):
     assert fast.generate(PROMPTS[0], cfg).spans == plain.generate(PROMPTS[0], cfg).spans
 
 
+@pytest.mark.slow
 def test_gpu_script_smoke_run_on_cpu(tokenizers, tmp_path):
     """benchmarks/gpu/run.py --smoke end to end (tiny shapes, CPU), so the GPU run cannot die of a typo."""
     tok_dir = tmp_path / "tok"
     tokenizers[1].save_pretrained(tok_dir)
     root = Path(__file__).resolve().parents[1]
     env = {**os.environ, "PYTHONPATH": f"{root / 'core'}"}
-    proc = subprocess.run([sys.executable, str(root / "benchmarks/gpu/run.py"), "--tokenizer", str(tok_dir), "--out", str(tmp_path / "out"), "--smoke"], env=env, capture_output=True, text=True, timeout=600)
+    proc = subprocess.run([sys.executable, str(root / "benchmarks/gpu/run.py"), "--tokenizer", str(tok_dir), "--out", str(tmp_path / "out"), "--smoke"], env=env, capture_output=True, text=True, timeout=600, check=False)
     assert proc.returncode == 0, proc.stderr[-3000:]
     rows = json.loads((tmp_path / "out" / "fast.json").read_text())["rows"]
     assert {(r["method"], r["batch"]) for r in rows} == {(m, b) for m in ("hf-eager", "hf-static-compile", "nudged-eager", "nudged-compiled") for b in (1, 2)}

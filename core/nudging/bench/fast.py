@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
@@ -124,13 +125,13 @@ def run_pair(bench: Bench, label: str, pair: Nudger, *, gammas: list[float], bat
     for b in batches:
         texts = prompts(b, prompt_tokens, tok)
         for method, static in (("hf-eager", False), ("hf-static-compile", True)):
-            warm, tps = _timed(dev, lambda: hf_generate(model, tok, texts, tokens, static))
+            warm, tps = _timed(dev, lambda t=texts, s=static: hf_generate(model, tok, t, tokens, s))
             add(method, b, None, warm, tps, None, 0.0)
         for g in gammas if b == 1 else gammas[len(gammas) // 2 : len(gammas) // 2 + 1]:
             cfg = NudgingConfig(gamma=g, max_new_tokens=tokens)
             for method, nd in (("nudged-eager", plain), ("nudged-compiled", fast)):
                 shares: list[float] = []
-                warm, tps = _timed(dev, lambda: nudged(nd, texts, cfg, shares))
+                warm, tps = _timed(dev, lambda n=nd, t=texts, c=cfg, sh=shares: nudged(n, t, c, sh))
                 cache = _gb(fast.base.keys + fast.base.values + fast.nudger.keys + fast.nudger.values) if nd is fast else 0.0
                 add(method, b, g, warm, tps, shares[-1], cache)
 
