@@ -133,8 +133,9 @@ class StaticModel(LocalModel):
         return out.last_hidden_state
 
     @torch.inference_mode()
-    def forward_batch(self, sessions: Sequence[StaticSession], ids: Sequence[list[int]], keeps: Sequence[int]) -> list[torch.Tensor]:
-        """One forward over several sessions (see LocalModel.forward_batch); rows keep their own slots."""
+    def forward_batch(self, sessions: Sequence[StaticSession], ids: Sequence[list[int]], keeps: Sequence[int], rows: Any = None) -> list[torch.Tensor]:
+        """One forward over several sessions (see LocalModel.forward_batch; `rows` saves nothing
+        here either); sessions keep their own slots."""
         if not self._check_split():
             raise RuntimeError(f"{self.name}: the backbone + output layer do not reproduce the model's logits")
         lens = [s.length for s in sessions]
@@ -161,9 +162,9 @@ class StaticModel(LocalModel):
             h = self._step(x.to(dev), pos.to(dev), slots.to(dev), span)
         else:
             h = self._backbone(x.to(dev), pos.to(dev), sessions[0].slot if B == 1 else slots.to(dev), span)
-        rows = [(r, c) for r, (n, k) in enumerate(zip(counts, keeps)) for c in range(n - k, n)]
-        sel_r = torch.tensor([r for r, _ in rows], device=dev)
-        sel_c = torch.tensor([c for _, c in rows], device=dev)
+        picks = [(r, c) for r, (n, k) in enumerate(zip(counts, keeps)) for c in range(n - k, n)]
+        sel_r = torch.tensor([r for r, _ in picks], device=dev)
+        sel_c = torch.tensor([c for _, c in picks], device=dev)
         logits = self._head(h[sel_r, sel_c])
         if logits.is_cuda:
             torch.cuda.synchronize(logits.device)  # the next decision needs these logits anyway
@@ -191,7 +192,7 @@ class StaticSession:
         self.hidden: torch.Tensor | None = None
         self.lookahead = None
 
-    def forward(self, ids: list[int], keep: int = 1) -> torch.Tensor:
+    def forward(self, ids: list[int], keep: int = 1, rows: Sequence[int] | None = None) -> torch.Tensor:
         return self.lm.forward_batch([self], [ids], [keep])[0]
 
     def truncate(self, length: int) -> None:
