@@ -25,8 +25,8 @@ def loads(monkeypatch, tiny):
     """Replace model loading with the tiny pair; records the (base, nudger, device) asked for."""
     calls = []
 
-    def fake(base, nudger, device):
-        calls.append((base, nudger, device))
+    def fake(base, nudger, device, compile=None):
+        calls.append((base, nudger, device) + ((compile,) if compile is not None else ()))
         return tiny
 
     monkeypatch.setattr(cli.common, "load_nudger", fake)
@@ -179,6 +179,13 @@ def test_serve_command_builds_the_app(loads, monkeypatch):
     assert result.exit_code == 0, result.output
     assert served["host"] == "127.0.0.1" and served["port"] == 8123
     assert any(getattr(r, "path", "") == "/v1/chat/completions" for r in served["app"].routes)
+
+
+def test_compile_option_reaches_the_loader(loads, monkeypatch):
+    monkeypatch.setattr("nudging.serving.app.run_server", lambda app, host, port: None)
+    assert run("generate", "Hi", "-n", "2", "--compile").exit_code == 0
+    assert run("serve", "--no-compile").exit_code == 0
+    assert [c[3:] for c in loads] == [(True,), (False,)]
 
 
 def test_serve_rejects_bad_gamma(loads):

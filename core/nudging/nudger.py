@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Sequence
 
-from .backends import Backend, LocalModel
+from .backends import Backend, LocalModel, fast_local
 from .config import NudgingConfig
 from .decoding import Run, decode_all
 from .errors import InputError
@@ -59,16 +59,21 @@ class Nudger:
 
     # -- construction ----------------------------------------------------------------------
     @classmethod
-    def from_pretrained(cls, base: Any, nudger: Any, *, base_tokenizer: Any = None, nudger_tokenizer: Any = None, device_map: Any = None, dtype: Any = "auto", config: NudgingConfig | None = None, cache_dir: str | None = None) -> Nudger:
+    def from_pretrained(cls, base: Any, nudger: Any, *, base_tokenizer: Any = None, nudger_tokenizer: Any = None, device_map: Any = None, dtype: Any = "auto", config: NudgingConfig | None = None, cache_dir: str | None = None, compile: bool | None = None) -> Nudger:
         """Load both models: HF ids, local directories, .gguf files, already-loaded models, or
         `http://host:port/v1#model-name` for a model behind an OpenAI-compatible completions server
-        with logprobs (its tokenizer: `*_tokenizer=`, else the served model name as an HF id/folder)."""
+        with logprobs (its tokenizer: `*_tokenizer=`, else the served model name as an HF id/folder).
+
+        compile: local models get static KV caches and compiled forwards (README "GPU fast path");
+        None: on CUDA when its startup self-check passes, off on the CPU. A model that fails the
+        check keeps the dynamic cache (the reason is logged)."""
         from .loading import load_model, load_remote
 
         def load(spec: Any, tok: Any) -> tuple[Any, Any]:
             if isinstance(spec, str) and spec.startswith(("http://", "https://")):
                 return load_remote(spec, tokenizer=tok, cache_dir=cache_dir), None
-            return load_model(spec, tokenizer=tok, device_map=device_map, dtype=dtype, cache_dir=cache_dir)
+            model, tokenizer = load_model(spec, tokenizer=tok, device_map=device_map, dtype=dtype, cache_dir=cache_dir)
+            return fast_local(model, tokenizer, compile), None
 
         b, bt = load(base, base_tokenizer)
         n, nt = load(nudger, nudger_tokenizer)

@@ -46,6 +46,10 @@ NudgerOpt = Annotated[str, typer.Option("--nudger", help="Nudger (chat) model: H
 DeviceOpt = Annotated[str | None, typer.Option("--device", help="cpu, cuda, cuda:1 or auto (accelerate); unset: cuda if available, else cpu.")]
 StreamOpt = Annotated[bool, typer.Option("--stream/--no-stream", help="Print the answer as it is written.")]
 BaseOnlyOpt = Annotated[bool, typer.Option("--base-only", help="Let the base model write everything (gamma 0, overrides --gamma), to compare.")]
+CompileOpt = Annotated[
+    bool | None,
+    typer.Option("--compile/--no-compile", help="Static KV caches and compiled forwards (the GPU fast path). Unset: on for CUDA if its startup check passes, off on the CPU."),
+]
 PolicyOpt = Annotated[str | None, typer.Option("--policy", help="Learned policy file (from `nudging train-policy`): it decides where the nudger writes, instead of --gamma.")]
 
 
@@ -88,7 +92,7 @@ def build_config(
         raise typer.BadParameter(str(exc)) from None
 
 
-def load_pair(base: str, nudger: str, device: str | None = None, *, console: Console | None = None) -> Nudger:
+def load_pair(base: str, nudger: str, device: str | None = None, *, console: Console | None = None, compile: bool | None = None) -> Nudger:
     """Load the model pair with a spinner; raises ModelLoadError for a missing model or package.
 
     GGUF files (and the embedded pair) are converted before the spinner starts: the first
@@ -99,7 +103,7 @@ def load_pair(base: str, nudger: str, device: str | None = None, *, console: Con
     hf_logging.disable_progress_bar()  # the spinner says it; per-file bars would interleave with it
     specs = [_converted(spec) for spec in (base, nudger)]
     with (console or Console(stderr=True)).status(f"Loading {base} (base) and {nudger} (nudger)…"):
-        return Nudger.from_pretrained(*specs, device_map=device)
+        return Nudger.from_pretrained(*specs, device_map=device, compile=compile)
 
 
 def _converted(spec: str) -> str:
@@ -111,10 +115,10 @@ def _converted(spec: str) -> str:
     return spec
 
 
-def load_nudger(base: str, nudger: str, device: str | None) -> Nudger:
+def load_nudger(base: str, nudger: str, device: str | None, compile: bool | None = None) -> Nudger:
     """The commands' model loader (tests replace it): `load_pair`, with load errors as user errors."""
     try:
-        return load_pair(base, nudger, device)
+        return load_pair(base, nudger, device, compile=compile)
     except NudgingError as exc:
         fail(str(exc))
 

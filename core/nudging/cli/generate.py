@@ -17,6 +17,7 @@ from .common import (
     DEFAULTS,
     BaseOnlyOpt,
     BaseOpt,
+    CompileOpt,
     DeviceOpt,
     GammaOpt,
     MaxNewTokensOpt,
@@ -48,6 +49,7 @@ def generate(
     base: BaseOpt = EMBEDDED_BASE,
     nudger: NudgerOpt = EMBEDDED_NUDGER,
     device: DeviceOpt = None,
+    compile: CompileOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the Result as JSON (text, spans, stats, prompts) and nothing else.")] = False,
     stream: StreamOpt = True,
     base_only: BaseOnlyOpt = False,
@@ -57,7 +59,7 @@ def generate(
     if not prompt.strip():
         raise typer.BadParameter("the prompt is empty", param_hint="PROMPT")
     config = build_config(gamma=gamma, max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, seed=seed, stop=stop, system=system, base_only=base_only, policy=policy)
-    model = common.load_nudger(base, nudger, device)
+    model = common.load_nudger(base, nudger, device, compile)
     if as_json:
         try:
             result = model.generate(prompt, config)
@@ -82,13 +84,14 @@ def chat(
     base: BaseOpt = EMBEDDED_BASE,
     nudger: NudgerOpt = EMBEDDED_NUDGER,
     device: DeviceOpt = None,
+    compile: CompileOpt = None,
     stream: StreamOpt = True,
     base_only: BaseOnlyOpt = False,
     policy: PolicyOpt = None,
 ) -> None:
     """Multi-turn chat on stdin: each answer sees the whole conversation. /reset forgets it, /exit quits."""
     config = build_config(gamma=gamma, max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, seed=seed, stop=stop, system=system, base_only=base_only, policy=policy)
-    model = common.load_nudger(base, nudger, device)
+    model = common.load_nudger(base, nudger, device, compile)
     out = Console()
     out.print(Text.assemble(legend(), " · /reset clears the conversation, /exit quits"))
     history: list[dict[str, str]] = []

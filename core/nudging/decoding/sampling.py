@@ -13,29 +13,40 @@ class Sampler:
     `support`: the backend's rows are exact only for their top `support` ids (a remote server's
     logprobs, Capabilities.top_k), so sampling is top-k over those, renormalised; temperature and
     top-p apply within them.
+
+    The distribution is computed and sampled where the logits are (a GPU's logits never cross to the
+    host; only the chosen id does), with a generator on that device: the same seed gives the same
+    draws on the same device (CPU and CUDA generators draw different streams).
     """
 
     def __init__(self, params: SamplingParams, seed: int | None, support: int | None = None) -> None:
         self.params = params
         self.support = support
+        self.seed = None if seed is None else seed % 2**64  # any 64-bit seed; the nudger's is seed + 1
         self.generator: torch.Generator | None = None
         if not params.greedy:
-            self.generator = torch.Generator(device="cpu")
-            if seed is None:
-                self.generator.seed()
-            else:
-                self.generator.manual_seed(seed % 2**64)  # any 64-bit seed; the nudger's is seed + 1
+            self.generator = self._generator(torch.device("cpu"))
+
+    def _generator(self, device: torch.device) -> torch.Generator:
+        gen = torch.Generator(device=device)
+        if self.seed is None:
+            gen.seed()
+        else:
+            gen.manual_seed(self.seed)
+        return gen
 
     def pick(self, logits: torch.Tensor) -> int:
         """One token id from a [vocab] logits row."""
         if self.params.greedy:
             return int(torch.argmax(logits))
+        if self.generator is None or self.generator.device != logits.device:
+            self.generator = self._generator(logits.device)  # first draw on this device
         return int(torch.multinomial(self.probs(logits), 1, generator=self.generator))
 
     def probs(self, logits: torch.Tensor) -> torch.Tensor:
-        """The filtered sampling distribution (CPU float32), used by `pick`."""
+        """The filtered sampling distribution (float32, on the logits' device), used by `pick`."""
         p = self.params
-        scores = logits.float().cpu()
+        scores = logits.float()
         # shift before scaling: a tiny temperature sends every non-top score to -inf (the greedy
         # limit), never to inf/inf = NaN; float64 keeps temperatures below float32's range nonzero
         scores = ((scores - scores.max()).double() / p.temperature).float()
