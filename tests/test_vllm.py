@@ -13,7 +13,7 @@ import time
 
 import httpx
 import pytest
-from nudging import Nudger, NudgingConfig
+from nudging import Nudger, NudgingConfig, RawPrompt
 from nudging.backends.remote import RemoteModel
 from nudging.bench.vllm import counters, free_port
 
@@ -176,7 +176,8 @@ def test_nudging_serve_in_front_of_vllm(vllm_url, local, tmp_path):
                 await client.close()
 
         texts = asyncio.run(main())
-        assert texts == [local.generate(p, NudgingConfig(gamma=0.4, max_new_tokens=16)).text for p in prompts]
+        # /v1/completions continues the prompt text as it is (README "Serving")
+        assert texts == [local.generate(RawPrompt(p), NudgingConfig(gamma=0.4, max_new_tokens=16)).text for p in prompts]
     finally:
         proc.terminate()
         proc.wait(30)
