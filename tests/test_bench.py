@@ -40,3 +40,33 @@ def test_batch_bench_smoke(pair, tmp_path):
     assert report["rows"][0]["nudged_vs_batch1"] == 1.0
     json_path, _ = bench_batch.write(report, tmp_path)
     assert json.loads(json_path.read_text())["rows"][1]["batch"] == 3
+
+
+def test_compare_bench_smoke(pair, tmp_path):
+    """Every system runs (or says why it cannot) and the report has ratios against HF generate."""
+    from nudging.bench import compare
+
+    report = compare.run(pair, prompts=compare.PROMPTS[:1], max_new_tokens=10)
+    names = set(report["summary"]) | set(report["unavailable"])
+    assert names == set(compare.OURS) | set(compare.HF)
+    assert "HF generate" in report["summary"] and report["summary"]["HF generate"]["ratio"] == 1.0
+    for name in compare.OURS:
+        s = report["summary"][name]
+        assert s["tps"] > 0 and s["ids_per_base_forward"] > 0
+    json_path, _ = compare.write(report, tmp_path)
+    assert json.loads(json_path.read_text())["rows"][0]["tokens"] >= 1
+
+
+def test_draft_table_command(tmp_path, tokenizers):
+    from nudging.cli import app
+    from nudging.decoding.drafting import NgramTable
+    from typer.testing import CliRunner
+
+    corpus = tmp_path / "c.json"
+    corpus.write_text(json.dumps(["the cat sat on the mat", {"output": "one two three four"}]))
+    out = tmp_path / "t.pt"
+    res = CliRunner().invoke(app, ["draft-table", str(out), "--tokenizer", "embedded:base", "--corpus", str(corpus)])
+    assert res.exit_code == 0, res.output
+    table = NgramTable.load(out)
+    ids = tokenizers[0].encode("one two three four", add_special_tokens=False)
+    assert table.next[(ids[0], ids[1])] == {ids[2]: 1.0}

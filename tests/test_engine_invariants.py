@@ -59,6 +59,7 @@ def test_gamma_above_one_is_nudger_greedy(pair, prompt):
 
 
 def _on_off(nudger, prompt, **kw):
+    kw.setdefault("drafter", "off")  # the nudger's tails alone (the drafter's own exactness: test_drafting.py)
     on = nudger.generate(prompt, speculation=True, **kw)
     off = nudger.generate(prompt, speculation=False, **kw)
     assert on.text == off.text

@@ -178,3 +178,21 @@ def tokenizers():
     from tiny_models import real_tokenizers
 
     return real_tokenizers()
+
+
+@pytest.mark.parametrize("which", TOKENIZERS)
+def test_windowed_token_ends_equal_prefix_decoding(tokenizers, which):
+    """The linear token-end computation gives what decoding every prefix gives (the quadratic reference)."""
+    from nudging.text.sync import _prefix_ends, _windowed_ends
+
+    tok = tokenizers[which]
+    long = "The quick brown fox, 中文没有空格, jumps 😀 over\n\tthe lazy dog. " * 3
+    for text in TRICKY + [long] + (SPACE_MARK if which == 1 else []):
+        a_ids = tok.encode("\n", add_special_tokens=False)
+        ids = tok.encode("\n" + text, add_special_tokens=False, split_special_tokens=True)
+        if ids[: len(a_ids)] != a_ids:
+            continue  # the anchor merges with the text ("\n" + "\n..."): encode_continuation takes another
+        rest = ids[len(a_ids) :]
+        fast = _windowed_ends(tok, a_ids, rest, text)
+        assert fast is not None, text
+        assert fast == _prefix_ends(tok, a_ids, rest, text, decode(tok, a_ids)), text

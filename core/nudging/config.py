@@ -86,6 +86,11 @@ class NudgingConfig:
         "function": {"name": ...}}. When constrained, a grammar forces well-formed calls.
     constrained: False keeps tools/response_format in the prompts and parsing but masks nothing
         (the unconstrained baseline of the measurements).
+    drafter: drafts for the base's own stretches, verified in the forward that runs the base's
+        chosen id (exact: outputs are identical with it on or off). "ngram": an adaptive tri-gram
+        table over the answer's base ids plus prompt lookup; an `NgramTable` (built from a corpus
+        with `nudging draft-table`): the same, backed by that table; "off" (or None): no drafts.
+    draft_max: the most ids one base-stretch draft proposes (fewer while acceptance is low).
     """
 
     gamma: float = 0.4
@@ -110,10 +115,16 @@ class NudgingConfig:
     tool_choice: Any = None
     parallel_tool_calls: bool = True
     constrained: bool = True
+    drafter: Any = field(default="ngram", compare=False)
+    draft_max: int = 8
 
     def __post_init__(self) -> None:
         if self.policy is not None and not callable(getattr(self.policy, "confident", None)):
             raise ConfigError(f"policy must have a confident(logits, hidden=None) method, got {self.policy!r}")
+        if not (self.drafter in (None, "off", "ngram") or callable(getattr(self.drafter, "fill", None))):
+            raise ConfigError(f"drafter must be 'ngram', 'off' (or None) or an NgramTable, got {self.drafter!r}")
+        if not (isinstance(self.draft_max, int) and self.draft_max >= 1):
+            raise ConfigError(f"draft_max must be an integer >= 1, got {self.draft_max!r}")
         if isinstance(self.stop, str):
             object.__setattr__(self, "stop", (self.stop,))
         else:

@@ -31,7 +31,9 @@ class Stats:
     rounds: int = 0
     base_forwards: int = 0
     nudger_forwards: int = 0
-    speculated_tokens: int = 0  # base tokens taken from a draft's tail without a forward of their own
+    speculated_tokens: int = 0  # base tokens whose logits came from a draft (nudger tail or drafter) without a forward of their own
+    drafted_tokens: int = 0  # ids the base-stretch drafter proposed
+    draft_accepted_tokens: int = 0  # of those, ids the base then wrote itself
     base_seconds: float = 0.0  # time in base forwards
     nudger_seconds: float = 0.0  # time in nudger forwards
     seconds: float = 0.0

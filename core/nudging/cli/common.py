@@ -45,7 +45,7 @@ BaseOpt = Annotated[str, typer.Option("--base", help="Base model: HF id, local f
 NudgerOpt = Annotated[str, typer.Option("--nudger", help="Nudger (chat) model: HF id, local folder, .gguf file or embedded:nudger.")]
 DeviceOpt = Annotated[str | None, typer.Option("--device", help="cpu, cuda, cuda:1 or auto (accelerate); unset: cuda if available, else cpu.")]
 StreamOpt = Annotated[bool, typer.Option("--stream/--no-stream", help="Print the answer as it is written.")]
-BaseOnlyOpt = Annotated[bool, typer.Option("--base-only", help="Let the base model write everything (gamma 0, overrides --gamma), to compare.")]
+BaseOnlyOpt = Annotated[bool, typer.Option("--base-only", help="Let the base model write everything (gamma 0, overrides --gamma), to compare; drafting makes it speculative decoding of the base alone.")]
 CompileOpt = Annotated[
     bool | None,
     typer.Option("--compile/--no-compile", help="Static KV caches and compiled forwards (the GPU fast path). Unset: on for CUDA if its startup check passes, off on the CPU."),

@@ -24,6 +24,7 @@ from ..results import Result, Span, Stats, StopReason, StreamEvent, word_share
 from ..text import Forward, View, encode_continuation, word_boundaries
 from ..tools import parse_tool_calls
 from .grammar import matchers
+from .drafting import Drafter
 from .sampling import Sampler
 from .transcript import Transcript
 from .verify import accept, count_output, cut_to_budget, ids_until, nudger_keep
@@ -90,6 +91,7 @@ class Run:
         self._useful = (config.draft_tokens - 2) / 1.5
         self._last_kept = 0  # nudger ids the last round accepted
         self._last_tail = 0  # base ids of the last draft's tail that the base's top choice reproduces
+        self.drafter = self._make_drafter(config, base)
 
     # -- the loop ---------------------------------------------------------------------------
     def events(self) -> Iterator[StreamEvent | Result]:
@@ -113,11 +115,28 @@ class Run:
         """One base token or one nudge round; returns True when generation is over."""
         if self.cancel is not None and self.cancel.is_set():
             return self._stop("cancelled")
-        logits = yield from self.B.next_logits()
+        logits = yield from self.B.next_logits(self._base_draft())
         first_word = self.cfg.paper_compat and self.rounds == 0 and not self.T.text
         if self.B.pending or (not first_word and bool(self._confident(logits[None], [len(self.B.ids) - 1])[0])):
             return self._base_writes(logits)
         return (yield from self._nudge())
+
+    @staticmethod
+    def _make_drafter(config: NudgingConfig, base: Backend) -> Drafter | None:
+        """A base-stretch drafter, unless it is off or the backend brings its own lookahead."""
+        if config.drafter in (None, "off") or base.capabilities.lookahead:
+            return None
+        corpus = None if config.drafter == "ngram" else config.drafter
+        return Drafter(corpus, max_len=config.draft_max, eos_ids=base.eos_ids)
+
+    def _base_draft(self) -> list[int]:
+        """Ids to run behind the base's next forward, if one is due (within budget and window)."""
+        if self.drafter is None or self.B.logits is not None:
+            return []
+        room = self.budget - self.B.n_answer - 1
+        if self.base.context_window:
+            room = min(room, self.base.context_window - len(self.B.ids) - 1)
+        return self.drafter.propose(self.B.ids, room)
 
     def _confident(self, logits: torch.Tensor, positions: list[int]) -> torch.Tensor:
         """The policy's verdict on base logits rows, which came from these base-view positions."""
@@ -250,6 +269,8 @@ class Run:
     # -- the result ------------------------------------------------------------------------
     def _result(self, seconds: float) -> Result:
         T = self.T
+        if self.drafter is not None:
+            self.drafter.settle(self.B.ids)
         base_n, nudger_n = count_output(self.B.ends, self.B.foreign, len(T.text))
         out = base_n + nudger_n
         stats = Stats(
@@ -263,6 +284,8 @@ class Run:
             base_forwards=self.B.forwards,
             nudger_forwards=self.N.forwards,
             speculated_tokens=self.B.reused,
+            drafted_tokens=self.drafter.proposed if self.drafter else 0,
+            draft_accepted_tokens=self.drafter.accepted if self.drafter else 0,
             base_seconds=self.B.kv.seconds,
             nudger_seconds=self.N.kv.seconds,
             seconds=seconds,

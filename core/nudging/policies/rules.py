@@ -28,6 +28,8 @@ class TopProbPolicy:
         self.gamma = gamma
 
     def confident(self, logits: torch.Tensor, hidden: torch.Tensor | None = None) -> torch.Tensor:
+        if self.gamma <= 0:  # base only: skip a softmax over the vocabulary per token
+            return torch.ones(logits.shape[0], dtype=torch.bool, device=logits.device)
         logits = logits.float()
         top1 = torch.exp(logits.max(dim=-1).values - torch.logsumexp(logits, dim=-1))
         return top1 >= self.gamma

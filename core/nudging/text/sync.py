@@ -68,6 +68,33 @@ def _token_ends(tokenizer: Any, a_ids: list[int], rest: list[int], text: str) ->
     full = decode(tokenizer, a_ids + rest)
     if not full.startswith(head) or full[len(head) :] != text:
         return None
+    return _windowed_ends(tokenizer, a_ids, rest, text) or _prefix_ends(tokenizer, a_ids, rest, text, head)
+
+
+def _windowed_ends(tokenizer: Any, a_ids: list[int], rest: list[int], text: str, window: int = 4) -> list[int | None] | None:
+    """Linear time: each id's text from a decode of a few ids before it (as IncrementalDecoder does).
+    None when the pieces do not add up to `text` exactly (a tokenizer whose decode of an id depends on
+    more context): then every prefix is decoded instead."""
+    seq = a_ids + rest
+    done, pos = len(a_ids), 0  # seq[:done] decodes to the anchor + text[:pos]
+    ends: list[int | None] = []
+    for j in range(len(a_ids) + 1, len(seq) + 1):
+        lo = max(0, done - window)
+        prefix, part = decode(tokenizer, seq[lo:done]), decode(tokenizer, seq[lo:j])
+        new = part[len(prefix) :]
+        if part.startswith(prefix) and not part.endswith(REPLACEMENT) and text.startswith(new, pos):
+            done, pos = j, pos + len(new)
+            ends.append(pos)
+        else:
+            ends.append(None)
+    if pos != len(text) and not (ends and ends[-1] is None and text.endswith(REPLACEMENT)):
+        return None
+    if ends and ends[-1] is None:  # text itself ends with U+FFFD
+        ends[-1] = len(text)
+    return ends
+
+
+def _prefix_ends(tokenizer: Any, a_ids: list[int], rest: list[int], text: str, head: str) -> list[int | None]:
     ends: list[int | None] = []
     for i in range(1, len(rest) + 1):
         part = decode(tokenizer, a_ids + rest[:i])[len(head) :]

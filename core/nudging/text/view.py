@@ -12,7 +12,7 @@ A view never runs its model itself: methods that need a forward are generators t
 
 from __future__ import annotations
 
-from collections.abc import Generator
+from collections.abc import Generator, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -82,14 +82,21 @@ class View:
     def forwards(self) -> int:
         return self.kv.forwards
 
-    def next_logits(self) -> Needs:
-        """Logits [vocab] for the position after self.ids, running the model over uncached ids."""
+    def next_logits(self, draft: Sequence[int] = ()) -> Needs:
+        """Logits [vocab] for the position after self.ids, running the model over uncached ids.
+
+        `draft`: ids guessed to follow, run in the same forward and kept as lookahead (used only
+        if the model's own choices reproduce them); ignored when no forward is due.
+        """
         if self.logits is None:
             self.drop_ahead()
             if self.kv.length == len(self.ids):  # cached, but its logits were not kept: redo the last position
                 self.kv.truncate(len(self.ids) - 1)
-            self.logits = (yield Forward(self.kv, self.ids[self.kv.length :], 1))[0]
-            if self.kv.lookahead:  # a lookahead backend's greedy continuation
+            rows = yield Forward(self.kv, self.ids[self.kv.length :] + list(draft), 1 + len(draft))
+            self.logits = rows[0]
+            if draft:
+                self.ahead_ids, self.ahead_logits = list(draft), rows[1:]
+            elif self.kv.lookahead:  # a lookahead backend's greedy continuation
                 self.ahead_ids, self.ahead_logits = self.kv.lookahead
             if self.grammar is not None:
                 self.logits = self.grammar.mask(self.logits)
