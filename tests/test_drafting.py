@@ -132,12 +132,12 @@ def _chi_square_p(a: Counter, b: Counter) -> float:
 
 
 def _first_tokens(nudger: Nudger, seeds: range, k: int, **kw) -> tuple[Counter, int]:
-    cfg = NudgingConfig(gamma=0.0, temperature=1.0, max_new_tokens=k, repetition_limit=0)
+    cfg = NudgingConfig(gamma=0.0, temperature=0.3, max_new_tokens=k, repetition_limit=0)  # peaked enough that starts repeat
     seen, used = Counter(), 0
     for s in seeds:
         res = nudger.generate(REPEATS, cfg, seed=s, **kw)
         seen[res.text] += 1
-        used += res.stats.draft_accepted_tokens
+        used += res.stats.speculated_tokens  # base ids whose logits came from a draft (no nudger at γ 0)
     return seen, used
 
 
@@ -149,7 +149,14 @@ def test_sampling_with_drafts_keeps_the_distribution(pair: Nudger, monkeypatch):
     off, _ = _first_tokens(pair, range(n), k, drafter="off")
     top = off.most_common(1)[0][0]
     prompt = pair.prompt_ids(REPEATS)["base"]
-    guess = pair.base.tokenizer.encode(top, add_special_tokens=False)
+    from nudging.text.view import View
+
+    real_append, guess = View.append_own, []
+    monkeypatch.setattr(View, "append_own", lambda view, token: (guess.append(token), real_append(view, token))[1])
+    seed = next(s for s in range(n) if _first_tokens(pair, range(s, s + 1), k, drafter="off")[0][top])
+    guess.clear()
+    _first_tokens(pair, range(seed, seed + 1), k, drafter="off")  # the base ids of the likeliest start
+    monkeypatch.setattr(View, "append_own", real_append)
     real = Drafter.propose
 
     def propose(self, ids, room):
@@ -159,14 +166,10 @@ def test_sampling_with_drafts_keeps_the_distribution(pair: Nudger, monkeypatch):
 
     monkeypatch.setattr(Drafter, "propose", propose)
     on, used = _first_tokens(pair, range(n, 2 * n), k)
-    assert used > n  # drafts were taken often
+    assert used > n // 4  # drafts were taken often
     assert _chi_square_p(on, off) > 1e-3
 
     # the test has power: a sampler that keeps drafted ids without drawing is caught
-    from nudging.text.view import View
-
-    real_append = View.append_own
-
     def greedy_on_draft(view, token):
         if view.ahead_ids:
             token = view.ahead_ids[0]
