@@ -26,6 +26,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..backends.remote import RemoteError
 from ..errors import NudgingError
+from .heap import release_large_buffers
 from .guard import REQUEST_ID, Guard
 from .metrics import Metrics
 from .worker import Cancelled, Job, QueueFull, Worker
@@ -210,6 +211,7 @@ def base_app(model_name: str, worker: Worker, *, title: str, api_key: str | None
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        release_large_buffers()
         worker.start()
         try:
             yield
