@@ -80,3 +80,22 @@ def test_a_run_on_a_tiny_pair_scores_every_system_and_resumes(pair, tmp_path):
     again = tool_use.run_tool_eval(pair, systems, out, limit=2, max_new_tokens=48, progress=False)
     assert again == records and out.read_text().count("\n") == lines  # nothing regenerated
     assert len(TOOLS) == len({t["function"]["name"] for t in TOOLS})
+
+
+@pytest.mark.parametrize("pair", ["cross"], indirect=True)
+def test_eval_tools_command_writes_the_table(pair, tmp_path, monkeypatch):
+    import typer
+    from nudging import cli
+    from nudging.cli.eval_tools import eval_tools_command
+    from typer.testing import CliRunner
+
+    monkeypatch.setattr(cli.common, "load_nudger", lambda base, nudger, device, compile=None: pair)
+    app = typer.Typer()
+    app.command()(eval_tools_command)
+    result = CliRunner().invoke(app, ["--limit", "1", "-n", "8", "-g", "0.5", "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    table = json.loads((tmp_path / "table.json").read_text())
+    assert {(r["kind"], r["system"], r["constrained"]) for r in table["rows"]} == {(k, s, c) for k in ("tools", "structured") for s in ("base", "nudger", "nudged@0.5") for c in (True, False)}
+    assert table["settings"]["tool_choice"] == "required" and "| nudged@0.5 | 0.5 | yes | 1 |" in result.output
+    bad = CliRunner().invoke(app, ["--tool-choice", "sometimes", "--out", str(tmp_path)])
+    assert bad.exit_code == 2 and "--tool-choice" in bad.output
