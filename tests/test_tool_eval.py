@@ -66,7 +66,7 @@ def test_a_run_on_a_tiny_pair_scores_every_system_and_resumes(pair, tmp_path):
     systems = tool_use.tool_systems([0.4])
     out = tmp_path / "results.jsonl"
     records = tool_use.run_tool_eval(pair, systems, out, limit=2, max_new_tokens=48, progress=False)
-    assert len(records) == 2 * 2 * len(systems)  # (tools, structured) x 2 items x systems
+    assert len(records) == 3 * 2 * len(systems)  # (tools, structured, structured-bounded) x 2 items x systems
     assert {(r["system"], r["constrained"]) for r in records} == {(s.name, s.constrained) for s in systems}
     for r in records:
         if r["constrained"] and r["stop_reason"] != "length":  # a grammar that ended is a whole answer
@@ -95,7 +95,7 @@ def test_eval_tools_command_writes_the_table(pair, tmp_path, monkeypatch):
     result = CliRunner().invoke(app, ["--limit", "1", "-n", "8", "-g", "0.5", "--out", str(tmp_path)])
     assert result.exit_code == 0, result.output
     table = json.loads((tmp_path / "table.json").read_text())
-    assert {(r["kind"], r["system"], r["constrained"]) for r in table["rows"]} == {(k, s, c) for k in ("tools", "structured") for s in ("base", "nudger", "nudged@0.5") for c in (True, False)}
+    assert {(r["kind"], r["system"], r["constrained"]) for r in table["rows"]} == {(k, s, c) for k in ("tools", "structured", "structured-bounded") for s in ("base", "nudger", "nudged@0.5") for c in (True, False)}
     assert table["settings"]["tool_choice"] == "required" and "| nudged@0.5 | 0.5 | yes | 1 |" in result.output
     bad = CliRunner().invoke(app, ["--tool-choice", "sometimes", "--out", str(tmp_path)])
     assert bad.exit_code == 2 and "--tool-choice" in bad.output

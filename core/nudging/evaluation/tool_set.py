@@ -3,6 +3,7 @@ call with one right answer, and structured-output requests over three JSON schem
 
 Every request states each argument plainly (a unit, a time, a currency name) so the expected
 arguments are unambiguous; a few ask for a small step (6:15 pm -> hour 18, "euros" -> "EUR").
+The structured requests come twice: with the schemas as a user would write them, and bounded.
 """
 
 from __future__ import annotations
@@ -138,8 +139,27 @@ _SOURCES = {
     "event": (EVENT, ("Team lunch on 2025-03-14 with Ana and Ben.", "The board meeting is on 2024-11-02; Carla, Dev and Eli attend.", "Book club, 2025-06-30, with Fay.", "Launch party on 2026-01-15 for Gus and Hana.")),
     "review": (REVIEW, ("The blender is great, five stars, it crushes ice easily.", "Okay headphones, nothing special, three out of five.", "Terrible phone case, it broke in a day. One star.", "Lovely hotel, friendly staff, I give it four.")),
 }
-STRUCTURED: tuple[StructuredRequest, ...] = tuple(
-    StructuredRequest(f"{name}-{i}", f"Extract the information from this text as a JSON object matching the schema {json.dumps(schema)}.\nText: {text}", schema)
-    for name, (schema, texts) in _SOURCES.items()
-    for i, text in enumerate(texts, 1)
-)
+
+
+def _structured(sources: dict[str, tuple[dict[str, Any], tuple[str, ...]]], suffix: str = "") -> tuple[StructuredRequest, ...]:
+    return tuple(
+        StructuredRequest(f"{name}-{i}{suffix}", f"Extract the information from this text as a JSON object matching the schema {json.dumps(schema)}.\nText: {text}", schema)
+        for name, (schema, texts) in sources.items()
+        for i, text in enumerate(texts, 1)
+    )
+
+
+STRUCTURED = _structured(_SOURCES)
+
+# The same schemas with every string, array and integer bounded: a grammar can then end any answer
+# within the budget, where an unbounded one lets a looping model run past it (cut, so invalid).
+_BOUNDS = {
+    "person": {"name": {"type": "string", "maxLength": 40}, "age": {"type": "integer", "minimum": 0, "maximum": 150}},
+    "event": {
+        "title": {"type": "string", "maxLength": 40},
+        "date": EVENT["properties"]["date"],
+        "attendees": {"type": "array", "items": {"type": "string", "maxLength": 16}, "maxItems": 4},
+    },
+    "review": {"rating": REVIEW["properties"]["rating"], "sentiment": REVIEW["properties"]["sentiment"], "summary": {"type": "string", "maxLength": 80}},
+}
+BOUNDED = _structured({name: ({**schema, "properties": _BOUNDS[name]}, texts) for name, (schema, texts) in _SOURCES.items()}, "-bounded")

@@ -4,7 +4,8 @@ on (constrained) and off (the same prompts, nothing masked), on the set in `tool
 A tool request scores its first parsed call: right tool (the expected name), valid arguments (they
 validate against the named tool's JSON schema), exact arguments (right tool and arguments equal to
 the expected ones, strings compared stripped and case-folded, numbers as numbers). A structured
-request scores whether the whole answer parses as JSON and validates against its schema. Answers
+request scores whether the whole answer parses as JSON and validates against its schema (the
+schemas as written, and bounded: see `tool_set.BOUNDED`). Answers
 are cached in a JSONL file (one line per kind, system, item and settings), so runs resume.
 """
 
@@ -23,7 +24,7 @@ from ..config import NudgingConfig
 from ..nudger import Nudger
 from ..tools import check_tools
 from .runner import BASE_ONLY, NUDGER_ONLY, eval_config, fingerprint, read_cache
-from .tool_set import REQUESTS, STRUCTURED, TOOLS, StructuredRequest, ToolRequest
+from .tool_set import BOUNDED, REQUESTS, STRUCTURED, TOOLS, StructuredRequest, ToolRequest
 
 TOOL_METRICS = ("called", "right_tool", "valid_arguments", "exact_arguments")
 STRUCTURED_METRICS = ("parsed", "schema_valid")
@@ -114,16 +115,18 @@ def run_tool_eval(
     max_new_tokens: int = 96,
     batch: int = 8,
     progress: bool = True,
+    bounded: bool = True,
 ) -> list[dict[str, Any]]:
-    """Answer the first `limit` tool and structured requests with each system, greedy, `batch`
-    at a time; returns this run's records (cached and new), appending new ones to `results`."""
+    """Answer the first `limit` tool and structured requests (and with `bounded`, the bounded-schema
+    ones) with each system, greedy, `batch` at a time; returns this run's records (cached and new),
+    appending new ones to `results`."""
     results = Path(results)
     results.parent.mkdir(parents=True, exist_ok=True)
     base = eval_config(max_new_tokens)
     cached = {_key(r): r for r in read_cache(results)}
     wanted: list[tuple[Any, ...]] = []
     todo: list[tuple[str, ToolSystem, list[Any], list[NudgingConfig], list[str]]] = []
-    for kind, items in (("tools", list(REQUESTS[:limit])), ("structured", list(STRUCTURED[:limit]))):
+    for kind, items in (("tools", list(REQUESTS[:limit])), ("structured", list(STRUCTURED[:limit]))) + ((("structured-bounded", list(BOUNDED[:limit])),) if bounded else ()):
         for system in systems:
             configs = _configs(kind, items, system, base, tool_choice)
             fps = [_fingerprint(nudger, c, item, tool_choice) for c, item in zip(configs, items)]
@@ -180,10 +183,10 @@ def markdown(rows: Sequence[dict[str, Any]], settings: dict[str, Any]) -> str:
             f"| {r['system']} | {r['gamma']:g} | {'yes' if r['constrained'] else 'no'} | {r['n']} | {r['called']:.3f} | {r['right_tool']:.3f} "
             f"| {r['valid_arguments']:.3f} | {r['exact_arguments']:.3f} | {r['cut']:.3f} | {r['nudge_share']:.3f} | {r['mask_ms_per_token']:.2f} |"
         )
-    lines += ["", "| structured output | γ | constrained | n | parses as JSON | schema-valid | cut at budget | nudge share | mask ms/token |", "|" + "---|" * 9]
-    for r in (r for r in rows if r["kind"] == "structured"):
+    lines += ["", "| structured output | schemas | γ | constrained | n | parses as JSON | schema-valid | cut at budget | nudge share | mask ms/token |", "|" + "---|" * 10]
+    for r in (r for r in rows if r["kind"].startswith("structured")):
         lines.append(
-            f"| {r['system']} | {r['gamma']:g} | {'yes' if r['constrained'] else 'no'} | {r['n']} | {r['parsed']:.3f} "
+            f"| {r['system']} | {'bounded' if r['kind'].endswith('bounded') else 'as written'} | {r['gamma']:g} | {'yes' if r['constrained'] else 'no'} | {r['n']} | {r['parsed']:.3f} "
             f"| {r['schema_valid']:.3f} | {r['cut']:.3f} | {r['nudge_share']:.3f} | {r['mask_ms_per_token']:.2f} |"
         )
     lines += ["", "Settings: " + ", ".join(f"{k}={v}" for k, v in settings.items()) + "."]
