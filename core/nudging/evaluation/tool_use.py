@@ -136,6 +136,9 @@ def run_tool_eval(
             for start in range(0, len(left), batch):
                 chunk = left[start:start + batch]
                 todo.append((kind, system, [items[i] for i in chunk], [configs[i] for i in chunk], [fps[i] for i in chunk]))
+    if results.exists() and results.stat().st_size and not results.read_bytes().endswith(b"\n"):
+        with results.open("ab") as f:  # a line cut off by an interrupted write: start a fresh one
+            f.write(b"\n")
     with results.open("a", encoding="utf-8") as f, tqdm(total=sum(len(t[2]) for t in todo), disable=not progress, desc="eval-tools") as bar:
         for kind, system, items, configs, fps in todo:
             bar.set_postfix_str(f"{kind} {system.name} {'constrained' if system.constrained else 'free'}")
