@@ -61,3 +61,21 @@ def test_react_agent_example_calls_a_tool_and_terminates(default_is_shared, caps
     assert all("\nObservation" not in a.log for a, _ in steps)  # the stop string is cut from every step
     printed = capsys.readouterr().out
     assert f"{called[0][0].tool}({called[0][0].tool_input!r}) -> " in printed
+
+
+def test_create_agent_example_calls_a_tool_natively_and_answers(default_is_shared, capsys):
+    agent = _example("langchain_tool_agent")
+    from langchain_core.messages import AIMessage, ToolMessage
+
+    state = agent.main("How much is 20 USD in EUR?")
+    messages = state["messages"]
+    calls = [c for m in messages if isinstance(m, AIMessage) for c in m.tool_calls]
+    results = [m for m in messages if isinstance(m, ToolMessage)]
+    assert calls and len(results) == len(calls), [m.content for m in messages]
+    tools = {t.name: t for t in agent.TOOLS}
+    for call, result in zip(calls, results):  # the tool ran on the parsed arguments: its own output came back
+        assert result.tool_call_id == call["id"] and result.status == "success"
+        assert result.content == tools[call["name"]].invoke(call["args"])
+    final = messages[-1]
+    assert isinstance(final, AIMessage) and not final.tool_calls and final.content.strip()
+    assert f"{calls[0]['name']}({calls[0]['args']})" in capsys.readouterr().out

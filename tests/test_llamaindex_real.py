@@ -106,3 +106,18 @@ def test_react_agent_calls_a_tool(real_nudger, chats):
         assert "Max iterations" in str(outcome)
     else:
         assert outcome.strip()
+
+
+def test_function_agent_example_calls_a_tool_natively_and_answers(real_nudger, chats, capsys):
+    example = _example("llamaindex_function_agent")
+    events, answer = example.main("What is 12 multiplied by 7?", nudger=real_nudger)
+    calls = [ev for ev in events if isinstance(ev, ToolCallResult)]
+    assert calls, [r.message.content for r in chats]
+    tools = {"add": example.add, "multiply": example.multiply}
+    first = chats[0].message.additional_kwargs["tool_calls"]  # a native call, parsed by the engine
+    assert first[0]["function"]["name"] == calls[0].tool_name
+    for call in calls:  # the tool ran on the parsed arguments
+        assert call.tool_name in tools and not call.tool_output.is_error
+        assert call.tool_output.content == str(tools[call.tool_name](**call.tool_kwargs))
+    assert not chats[-1].message.additional_kwargs.get("tool_calls") and answer.strip()
+    assert f"{calls[0].tool_name}({calls[0].tool_kwargs}) -> " in capsys.readouterr().out
