@@ -178,3 +178,34 @@ def test_sampling_is_top_k_over_the_returned_logprobs(local_and_url):
     draws = [sampler.pick(row) for _ in range(600)]
     assert set(draws) <= {5, 9, 2}
     assert abs(draws.count(5) / 600 - 0.5) < 0.08  # 0.30 / 0.60
+
+
+@pytest.mark.parametrize("gamma", [0.3, 0.5])
+def test_verification_asks_later_boundaries_only_when_needed(local_and_url, monkeypatch, gamma):
+    """Two-phase verification: the first word boundary alone, the rest only where the base was not
+    confident there. Same text as asking every boundary at once, and fewer prompts (prefill) sent."""
+    from nudging.decoding.run import Run
+    from nudging.decoding.verify import ids_until
+
+    local, url = local_and_url
+    remote = RemoteModel(url, "tiny-base", local.base.tokenizer)
+    mixed = Nudger(remote, None, local.nudger.model, local.nudger.tokenizer)
+    sent: list[int] = []
+    real_score = RemoteModel.score
+    monkeypatch.setattr(RemoteModel, "score", lambda self, prompts: (sent.append(len(prompts)), real_score(self, prompts))[1])
+
+    def run_all() -> tuple[list, int, int]:
+        sent.clear()
+        out = [mixed.generate(p, gamma=gamma, max_new_tokens=40) for p in PROMPTS]
+        return [(r.text, r.spans) for r in out], sum(sent), sum(r.stats.rounds for r in out)
+
+    two, two_sent, rounds = run_all()
+
+    def one_phase(self, b_ids, b_ends, bounds, draft):
+        need = sorted({ids_until(b_ends, c) - 1 for c in bounds} | ({len(b_ids) - 1} if draft.eos or not bounds else set()))
+        return (yield from self.B.forward_draft(b_ids, need))
+
+    monkeypatch.setattr(Run, "_verify", one_phase)
+    one, one_sent, _ = run_all()
+    assert rounds > 0 and two == one
+    assert two_sent < one_sent

@@ -174,10 +174,7 @@ class Run:
             return self._base_writes((yield from self.B.next_logits()))
         b_ids, b_ends = encode_continuation(self.base.tokenizer, draft.text)
         bounds = word_boundaries(draft.text, draft.ends, b_ends)
-        need = None  # the rows this round reads, for a backend where each row costs a request
-        if self.base.capabilities.sparse_rows:
-            need = sorted({ids_until(b_ends, c) - 1 for c in bounds} | ({len(b_ids) - 1} if draft.eos or not bounds else set()))
-        rows = yield from self.B.forward_draft(b_ids, need)
+        rows = yield from self._verify(b_ids, b_ends, bounds, draft)
         verdicts = self._verdicts(rows, b_ends, bounds, draft.text)
         acc = accept(bounds, verdicts, len(draft.text), draft.eos)
         m, end, over = cut_to_budget(ids_until(b_ends, acc.end), acc.end, b_ends, self.budget - self.B.n_answer)
@@ -200,6 +197,19 @@ class Run:
         if eos:
             return self._stop("eos")
         return self._repeated(nudge)
+
+    def _verify(self, b_ids: list[int], b_ends: list[int | None], bounds: list[int], draft: _Draft) -> Generator[Forward, torch.Tensor, torch.Tensor]:
+        """Base rows [len(b_ids), vocab] for a draft. Where each row costs a request's prefill (a
+        remote base), only the rows this round reads are asked for, in two phases: the first
+        boundary alone (a confident base there ends the nudge, the common case), then the rest only
+        if it was not; rows the server's greedy continuation covered cost nothing either way."""
+        if not self.base.capabilities.sparse_rows:
+            return (yield from self.B.forward_draft(b_ids))
+        need = sorted({ids_until(b_ends, c) - 1 for c in bounds} | ({len(b_ids) - 1} if draft.eos or not bounds else set()))
+        rows = yield from self.B.forward_draft(b_ids, need[:1])
+        if len(need) > 1 and not (bounds and self._verdicts(rows, b_ends, bounds, draft.text)[0]):  # row-wise: [0] is exact
+            rows = yield from self.B.forward_draft(b_ids, need)
+        return rows
 
     def _verdicts(self, rows: torch.Tensor, b_ends: list[int | None], bounds: list[int], text: str) -> list[bool]:
         """The policy's verdict at each boundary of a verified draft (rows[i]: after base draft id i)."""
