@@ -25,8 +25,8 @@ def loads(monkeypatch, tiny):
     """Replace model loading with the tiny pair; records the (base, nudger, device) asked for."""
     calls = []
 
-    def fake(base, nudger, device, compile=None):
-        calls.append((base, nudger, device) + ((compile,) if compile is not None else ()))
+    def fake(base, nudger, device, compile=None, dtype="auto"):
+        calls.append((base, nudger, device) + ((compile,) if compile is not None else ()) + ((dtype,) if dtype != "auto" else ()))
         return tiny
 
     monkeypatch.setattr(cli.common, "load_nudger", fake)
@@ -212,3 +212,14 @@ def test_serve_passes_key_origins_and_limits(loads, monkeypatch):
     with TestClient(served["app"]) as http:
         assert http.get("/v1/models", headers={"Authorization": "Bearer from-env"}).status_code == 200
         assert http.get("/v1/models").status_code == 401 and http.get("/health").status_code == 200
+
+
+def test_dtype_option_reaches_the_loader(loads):
+    assert run("generate", "Hi", "-n", "2", "--dtype", "bfloat16").exit_code == 0
+    assert run("generate", "Hi", "-n", "2").exit_code == 0
+    assert [c[3:] for c in loads] == [("bfloat16",), ()]
+
+
+def test_a_bad_dtype_is_named_before_any_weights_load():
+    result = run("generate", "Hi", "--dtype", "int8")
+    assert result.exit_code == 2 and "dtype" in result.output and "int8" in result.output

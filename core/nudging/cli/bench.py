@@ -35,6 +35,7 @@ def bench(
     warmup: Annotated[int, typer.Option("--warmup", min=0, help="Untimed runs first.")] = 1,
     out_dir: Annotated[str, typer.Option("--out", help="Folder for bench.json and bench.png.")] = "benchmarks/results",
     device: DeviceOpt = None,
+    dtype: common.DtypeOpt = "auto",
     random_pair: Annotated[str | None, typer.Option("--random-pair", help="Random-weight Llama shapes BASE,NUDGER instead of real models, e.g. 8b,1b (speed only).")] = None,
     tokenizer: Annotated[str, typer.Option("--tokenizer", help="Tokenizer for --random-pair (a chat tokenizer: HF id, folder or embedded:nudger).")] = EMBEDDED_NUDGER,
     batch: Annotated[str | None, typer.Option("--batch", help="Batch sizes, e.g. 1,4,16: total tokens/s of batched nudging vs the base's batched generate (writes batch.json/png) instead of the one-prompt ratio.")] = None,
@@ -61,7 +62,7 @@ def bench(
             fail(str(exc))
         base, nudger = shapes
     else:
-        model = common.load_nudger(base, nudger, device)
+        model = common.load_nudger(base, nudger, device, dtype=dtype)
     out = Console()
     if batch:
         _bench_batch(model, batch, configs[0], Path(out_dir), out)

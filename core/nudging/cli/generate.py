@@ -19,6 +19,7 @@ from .common import (
     BaseOpt,
     CompileOpt,
     DeviceOpt,
+    DtypeOpt,
     GammaOpt,
     MaxNewTokensOpt,
     NudgerOpt,
@@ -50,6 +51,7 @@ def generate(
     nudger: NudgerOpt = EMBEDDED_NUDGER,
     device: DeviceOpt = None,
     compile: CompileOpt = None,
+    dtype: DtypeOpt = "auto",
     as_json: Annotated[bool, typer.Option("--json", help="Print the Result as JSON (text, spans, stats, prompts) and nothing else.")] = False,
     stream: StreamOpt = True,
     base_only: BaseOnlyOpt = False,
@@ -59,7 +61,7 @@ def generate(
     if not prompt.strip():
         raise typer.BadParameter("the prompt is empty", param_hint="PROMPT")
     config = build_config(gamma=gamma, max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, seed=seed, stop=stop, system=system, base_only=base_only, policy=policy)
-    model = common.load_nudger(base, nudger, device, compile)
+    model = common.load_nudger(base, nudger, device, compile, dtype)
     if as_json:
         try:
             result = model.generate(prompt, config)
@@ -85,13 +87,14 @@ def chat(
     nudger: NudgerOpt = EMBEDDED_NUDGER,
     device: DeviceOpt = None,
     compile: CompileOpt = None,
+    dtype: DtypeOpt = "auto",
     stream: StreamOpt = True,
     base_only: BaseOnlyOpt = False,
     policy: PolicyOpt = None,
 ) -> None:
     """Multi-turn chat on stdin: each answer sees the whole conversation. /reset forgets it, /exit quits."""
     config = build_config(gamma=gamma, max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, seed=seed, stop=stop, system=system, base_only=base_only, policy=policy)
-    model = common.load_nudger(base, nudger, device, compile)
+    model = common.load_nudger(base, nudger, device, compile, dtype)
     out = Console()
     out.print(Text.assemble(legend(), " · /reset clears the conversation, /exit quits"))
     history: list[dict[str, str]] = []
