@@ -16,6 +16,7 @@ from langchain_nudging import ChatNudging
 from langchain_tests.integration_tests import ChatModelIntegrationTests as Suite
 from langchain_tests.unit_tests.chat_models import ChatModelTests
 from nudging import Nudger, NudgingConfig
+from suite_marks import marked
 
 pytestmark = [
     pytest.mark.real,
@@ -66,19 +67,19 @@ class TestChatNudgingRealTools(ChatModelTests):
     def supports_json_mode(self) -> bool:
         return True
 
-    test_tool_calling = _TWICE(Suite.test_tool_calling)
-    test_tool_calling_async = _TWICE(Suite.test_tool_calling_async)
+    test_tool_calling = marked(Suite.test_tool_calling, _TWICE)
+    test_tool_calling_async = marked(Suite.test_tool_calling_async, _TWICE)
     test_bind_runnables_as_tools = Suite.test_bind_runnables_as_tools
     test_tool_message_histories_string_content = Suite.test_tool_message_histories_string_content
     test_tool_message_histories_list_content = Suite.test_tool_message_histories_list_content
     test_tool_choice = Suite.test_tool_choice
-    test_tool_calling_with_no_arguments = _TWICE(Suite.test_tool_calling_with_no_arguments)
+    test_tool_calling_with_no_arguments = marked(Suite.test_tool_calling_with_no_arguments, _TWICE)
     test_tool_message_error_status = Suite.test_tool_message_error_status
     test_structured_few_shot_examples = Suite.test_structured_few_shot_examples
-    test_structured_output = _LOOPS(Suite.test_structured_output)
-    test_structured_output_async = _LOOPS(Suite.test_structured_output_async)
-    test_structured_output_pydantic_2_v1 = _LOOPS(Suite.test_structured_output_pydantic_2_v1)
-    test_structured_output_optional_param = _LOOPS(Suite.test_structured_output_optional_param)
-    test_json_mode = _KEYS(Suite.test_json_mode)
-    test_agent_loop = _TWICE(Suite.test_agent_loop)
+    test_structured_output = marked(Suite.test_structured_output, _LOOPS)
+    test_structured_output_async = marked(Suite.test_structured_output_async, _LOOPS)
+    test_structured_output_pydantic_2_v1 = marked(Suite.test_structured_output_pydantic_2_v1, _LOOPS)
+    test_structured_output_optional_param = marked(Suite.test_structured_output_optional_param, _LOOPS)
+    test_json_mode = marked(Suite.test_json_mode, _KEYS)
+    test_agent_loop = marked(Suite.test_agent_loop, _TWICE)
     test_unicode_tool_call_integration = Suite.test_unicode_tool_call_integration
