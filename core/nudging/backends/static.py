@@ -9,6 +9,12 @@ transformers' `StaticCache` keeps sliding layers as ring buffers (rollback past 
 need overwritten entries) and writes one shared position range for all rows, so it cannot serve
 rows at different lengths; this module therefore fills the cache role itself with `_RowCache`.
 
+The pool is shared by every thread that holds a session: one lock covers each forward and every
+change to the pool, a session takes its slot at its first forward (not when it is created, so runs
+can be built on any thread), and the pool is resized one layer at a time (the peak is the pool
+plus one layer, not two pools) — growing when a forward needs more rows or positions, shrinking
+when the sequences that needed them end.
+
 With `buckets`, forwards are padded to a few shapes (new ids 1/4/8/16/32, rows to a power of two,
 attended length to a power of two) so that `torch.compile` graphs (CUDA graphs under
 "reduce-overhead") are reused; longer forwards (prompt prefill) run eagerly.
@@ -16,8 +22,11 @@ attended length to a power of two) so that `torch.compile` graphs (CUDA graphs u
 
 from __future__ import annotations
 
+import heapq
 import logging
+import threading
 import time
+import weakref
 from collections.abc import Sequence
 from typing import Any
 
@@ -72,11 +81,17 @@ class StaticModel(LocalModel):
         self._window = getattr(cfg, "sliding_window", None) if "sliding_attention" in types else None
         self._types = set(types)
         self._dtype = next(model.parameters()).dtype
-        self._free: list[int] = []
-        self._slots = 0  # rows handed out; the pool holds one more, the scratch row padded rows write to
-        self.keys: list[torch.Tensor] = []
-        self.values: list[torch.Tensor] = []
-        self._alloc(1, length)
+        self._base_length = length  # the pool never shrinks below one slot of this length
+        self._lock = threading.RLock()  # forwards and every change to the pool
+        self._live: weakref.WeakValueDictionary[int, StaticSession] = weakref.WeakValueDictionary()  # slot -> session
+        self._free: list[int] = []  # heap of released slots below `_slots`; the lowest is reused first
+        self._slots = 0  # slots handed out so far (released ones go to `_free`)
+        self._dropped: list[int] = []  # slots of sessions collected without close (freed at the next forward)
+        empty = (0, self._kv_heads, 0, self._head_dim)
+        self.keys: list[torch.Tensor] = [torch.zeros(empty) for _ in range(self._layers)]
+        self.values: list[torch.Tensor] = [torch.zeros(empty) for _ in range(self._layers)]
+        self.capacity = self.length_limit = 0
+        self._resize(1, length)
         self._step = self._backbone
         if compile:
             for name in ("recompile_limit", "cache_size_limit"):  # one graph per bucket shape
@@ -86,27 +101,67 @@ class StaticModel(LocalModel):
             self._step = torch.compile(self._backbone, mode=mode)
 
     # -- the pool ---------------------------------------------------------------------------
-    def _alloc(self, slots: int, length: int) -> None:
-        """(Re)allocate the pool for `slots` rows (+ scratch) of `length` positions, keeping what it holds."""
-        old_k, old_v = self.keys, self.values
-        shape = (slots + 1, self._kv_heads, length, self._head_dim)
-        self.keys = [torch.zeros(shape, dtype=self._dtype, device=self.device) for _ in range(self._layers)]
-        self.values = [torch.zeros(shape, dtype=self._dtype, device=self.device) for _ in range(self._layers)]
-        for new, old in zip(self.keys + self.values, old_k + old_v):
-            s, L = min(old.shape[0] - 1, slots), min(old.shape[2], length)
-            new[:s, :, :L] = old[:s, :, :L]
-        if self.compiled:
-            for t in self.keys + self.values:
-                torch._dynamo.mark_static_address(t)  # CUDA graphs write the pool in place
-        self.capacity, self.length_limit = slots, length
+    def _resize(self, slots: int, length: int) -> None:
+        """Each layer's K and V to `slots` rows (+ scratch) of `length` positions, keeping what the
+        rows and positions that remain hold; one tensor at a time, so the peak is the pool plus one
+        new tensor. Out of memory part-way: the layers done keep their new shape, the pool stays usable."""
+        try:
+            for store in (self.keys, self.values):
+                for i, old in enumerate(store):
+                    if old.shape[:1] + old.shape[2:3] == (slots + 1, length):
+                        continue
+                    new = torch.zeros((slots + 1, self._kv_heads, length, self._head_dim), dtype=self._dtype, device=self.device)
+                    if old.numel():
+                        s, L = min(old.shape[0] - 1, slots), min(old.shape[2], length)
+                        new[:s, :, :L] = old[:s, :, :L]
+                    if self.compiled:
+                        torch._dynamo.mark_static_address(new)  # CUDA graphs write the pool in place
+                    store[i] = new
+                    del old, new
+        finally:  # what every layer holds (rows below the smallest count are live-safe in all)
+            self.capacity = min(t.shape[0] for t in self.keys + self.values) - 1
+            self.length_limit = min(t.shape[2] for t in self.keys + self.values)
 
-    def _acquire(self) -> int:
-        if not self._free:
-            if self._slots == self.capacity:
-                self._alloc(2 * self.capacity, self.length_limit)
-            self._free.append(self._slots)
-            self._slots += 1
-        return self._free.pop()
+    def _acquire(self, session: StaticSession) -> int:
+        """The lowest free slot for `session` (called under the lock, at its first forward)."""
+        self._reclaim()
+        if self._free:
+            slot = heapq.heappop(self._free)
+        else:
+            slot, self._slots = self._slots, self._slots + 1
+        if slot >= self.capacity:
+            self._resize(_pow2(slot + 1), self.length_limit)
+        self._live[slot] = session
+        return slot
+
+    def _release(self, slot: int) -> None:
+        """Give a closed session's slot back, and shrink the pool if what remains needs a quarter of it."""
+        with self._lock:
+            self._live.pop(slot, None)
+            heapq.heappush(self._free, slot)
+            self._compact()
+
+    def _reclaim(self) -> None:
+        while self._dropped:
+            slot = self._dropped.pop()
+            self._live.pop(slot, None)
+            heapq.heappush(self._free, slot)
+
+    def _compact(self) -> None:
+        """Shrink the pool when the live sessions need at most a quarter of its rows or positions
+        (the floor: one slot of the starting length), so a long sequence's memory goes back when it ends."""
+        self._reclaim()
+        while self._slots and self._slots - 1 in self._free:  # trailing free slots are forgotten
+            self._free.remove(self._slots - 1)
+            self._slots -= 1
+        heapq.heapify(self._free)
+        live = list(self._live.values())
+        slots = _pow2(self._slots)
+        length = max(self._base_length, _pow2(max((s.length for s in live), default=0) + NEW_ID_BUCKETS[-1]))
+        slots = slots if 4 * slots <= self.capacity else self.capacity
+        length = length if 4 * length <= self.length_limit else self.length_limit
+        if (slots, length) != (self.capacity, self.length_limit):
+            self._resize(slots, length)
 
     def session(self, hidden: bool = False) -> StaticSession:
         return StaticSession(self, hidden)
@@ -138,6 +193,13 @@ class StaticModel(LocalModel):
         here either); sessions keep their own slots."""
         if not self._check_split():
             raise RuntimeError(f"{self.name}: the backbone + output layer do not reproduce the model's logits")
+        with self._lock:
+            return self._forward(sessions, ids, keeps)
+
+    def _forward(self, sessions: Sequence[StaticSession], ids: Sequence[list[int]], keeps: Sequence[int]) -> list[torch.Tensor]:
+        for s in sessions:
+            if s.slot is None:
+                s.slot = self._acquire(s)
         lens = [s.length for s in sessions]
         counts = [len(i) for i in ids]
         B, N = len(sessions), max(counts)
@@ -148,7 +210,7 @@ class StaticModel(LocalModel):
         need = max(lens) + N
         span = _pow2(need, 64) if self.buckets else need
         if span > self.length_limit:
-            self._alloc(self.capacity, _pow2(span))
+            self._resize(self.capacity, _pow2(span))
         x = torch.zeros((B, N), dtype=torch.long)
         pos = torch.arange(N)[None, :].repeat(B, 1)
         slots = torch.full((B,), self.capacity, dtype=torch.long)  # padded rows use the scratch row
@@ -184,7 +246,7 @@ class StaticSession:
 
     def __init__(self, lm: StaticModel, keep_hidden: bool = False) -> None:
         self.lm = lm
-        self.slot: int | None = lm._acquire()
+        self.slot: int | None = None  # taken at the first forward, on the thread that runs it
         self.length = 0
         self.forwards = 0
         self.seconds = 0.0
@@ -203,12 +265,15 @@ class StaticSession:
 
     def close(self) -> None:
         if self.slot is not None:
-            self.lm._free.append(self.slot)
-            self.slot = None
+            slot, self.slot = self.slot, None
+            self.lm._release(slot)
         self.hidden = None
 
     def __del__(self) -> None:
-        self.close()  # a session dropped without close (an abandoned run) gives its slot back
+        # dropped without close (an abandoned run): give the slot back at the pool's next forward;
+        # no lock here, a collector may run on any thread at any moment
+        if self.slot is not None:
+            self.lm._dropped.append(self.slot)
 
 
 def self_check(fast: StaticModel) -> str | None:

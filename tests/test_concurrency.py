@@ -1,0 +1,106 @@
+"""A Nudger shared by many threads and coroutines (DESIGN.md "Concurrency"): callers never race on
+model state. With the static K/V pool (the GPU default) concurrent callers used to corrupt each
+other (a pool grown under a writer, one slot handed to two sessions); now every caller gets the
+answer it gets alone, the pool grows without losing writes and shrinks when long sequences end."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import weakref
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+import torch
+from langchain_nudging import ChatNudging
+from nudging import Nudger, NudgingConfig
+from nudging.backends.local import KVSession, LocalModel
+from nudging.backends.static import StaticModel
+
+PROMPTS = ["Give three tips for sleep.", "Hi", "What is the capital of France? Answer briefly.", "Explain rain to a child.", "List five fruits.", "Name a colour."]
+CFG = NudgingConfig(gamma=0.5, max_new_tokens=16)
+
+# What is shared does not depend on the tokenizer pair: the cross-family one suffices.
+pytestmark = pytest.mark.parametrize("pair", ["cross"], indirect=True)
+
+
+def _static(pair: Nudger, **kw) -> Nudger:
+    """A fresh Nudger over the pair's models, both in static pools (the CUDA default, eager here)."""
+    b, n = pair.base, pair.nudger
+    return Nudger(StaticModel(b.model, b.tokenizer, **kw), None, StaticModel(n.model, n.tokenizer, **kw), None, config=CFG)
+
+
+@pytest.fixture(scope="module")
+def refs(pair) -> list[str]:
+    """Each prompt alone, on the dynamic cache: what every concurrent caller must get."""
+    return [pair.generate(p, CFG).text for p in PROMPTS]
+
+
+def test_threads_sharing_a_static_pool_get_their_solo_answers(pair, refs):
+    fast = _static(pair)  # a fresh pool: one slot, so the callers make it grow
+    start = threading.Barrier(len(PROMPTS))
+
+    def call(prompt: str) -> str:
+        start.wait()
+        return fast.generate(prompt).text
+
+    with ThreadPoolExecutor(len(PROMPTS)) as pool:
+        assert list(pool.map(call, PROMPTS)) == refs
+
+
+def test_langchain_async_and_batch_callers_get_their_solo_answers(pair, refs):
+    """`asyncio.gather` of `ainvoke`, `abatch` and `batch(return_exceptions=True)`: each on a fresh pool."""
+
+    async def gather(chat: ChatNudging) -> list:
+        return await asyncio.gather(*(chat.ainvoke(p) for p in PROMPTS))
+
+    for call in (lambda c: asyncio.run(gather(c)), lambda c: asyncio.run(c.abatch(PROMPTS)), lambda c: c.batch(PROMPTS, return_exceptions=True)):
+        chat = ChatNudging(nudger=_static(pair))
+        assert [m.content for m in call(chat)] == refs
+
+
+def test_the_pool_gives_memory_back_when_long_sequences_end(pair):
+    """A long sequence grows the pool; when it ends the pool shrinks to what the live ones need,
+    and their cached positions survive both moves."""
+    lm = pair.base
+    fast = StaticModel(lm.model, lm.tokenizer, length=16)
+    ids = torch.randint(5, 500, (300,), generator=torch.Generator().manual_seed(0)).tolist()
+    short, ref = fast.session(), KVSession(fast)
+    long = fast.session()
+    short.forward(ids[:5])
+    LocalModel.forward_batch(fast, [ref], [ids[:5]], [1])
+    long.forward(ids[:250])
+    assert fast.length_limit >= 256 and fast.capacity >= 2
+    long.close()
+    assert fast.length_limit <= 64  # not sized forever for the longest sequence
+    want = LocalModel.forward_batch(fast, [ref], [ids[5:9]], [4])[0]
+    torch.testing.assert_close(short.forward(ids[5:9], 4), want, rtol=1e-4, atol=1e-4)
+
+
+def test_growing_the_pool_holds_one_new_tensor_at_a_time(pair, monkeypatch):
+    """Growth copies tensor by tensor: the peak is the new pool plus one old tensor, not both pools."""
+    lm = pair.base
+    fast = StaticModel(lm.model, lm.tokenizer, length=16)
+    s = fast.session()
+    s.forward(list(range(5, 15)))
+    pool_shape = lambda t: t.dim() == 4 and t.shape[1] == fast._kv_heads and t.shape[3] == fast._head_dim  # noqa: E731
+    alive = {id(t): t.numel() for t in fast.keys + fast.values}
+    for t in fast.keys + fast.values:
+        weakref.finalize(t, alive.pop, id(t), None)
+    peak, old_one = [sum(alive.values())], fast.keys[0].numel()
+    zeros = torch.zeros
+
+    def tracked(*args, **kwargs):
+        t = zeros(*args, **kwargs)
+        if pool_shape(t):
+            alive[id(t)] = t.numel()
+            weakref.finalize(t, alive.pop, id(t), None)
+            peak[0] = max(peak[0], sum(alive.values()))
+        return t
+
+    monkeypatch.setattr(torch, "zeros", tracked)
+    s.forward(list(range(15, 75)))  # 70 positions: the pool's length grows 16 -> 128
+    monkeypatch.undo()
+    new = sum(t.numel() for t in fast.keys + fast.values)
+    assert fast.length_limit >= 70
+    assert peak[0] <= new + old_one, (peak[0], new, old_one)
