@@ -5,7 +5,6 @@ event loop, and cancelling an async call stops the engine."""
 from __future__ import annotations
 
 import asyncio
-import threading
 import time
 from contextlib import contextmanager
 
@@ -267,15 +266,12 @@ async def test_async_calls_do_not_block_the_loop(pair, kind):
     assert calls
 
 
-def _nudging_threads() -> list[threading.Thread]:
-    return [t for t in threading.enumerate() if t.name.startswith("nudging")]
-
-
-async def _wait_threads_gone(timeout: float = 5.0) -> None:
+async def _wait_engine_idle(nudger, timeout: float = 5.0) -> None:
+    """The Nudger's engine thread holds no run any more (it stays, idle, for the next caller)."""
     t0 = time.perf_counter()
-    while _nudging_threads() and time.perf_counter() - t0 < timeout:
+    while not nudger.engine.idle and time.perf_counter() - t0 < timeout:
         await asyncio.sleep(0.01)
-    assert not _nudging_threads()
+    assert nudger.engine.idle
 
 
 @pytest.mark.asyncio
@@ -294,7 +290,7 @@ async def test_cancelling_astream_stops_the_engine(pair, kind):
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
-        await _wait_threads_gone()
+        await _wait_engine_idle(pair)
         n = len(calls)
         await asyncio.sleep(0.1)
         assert len(calls) == n  # nothing runs after cancellation
@@ -343,15 +339,20 @@ class _Runs(BaseCallbackHandler):
 
 @contextmanager
 def _batches(pair):
-    """Record the prompt lists that reach Nudger.generate_batch while the block runs."""
-    seen, real = [], type(pair).generate_batch
+    """Record the prompt lists that reach Nudger.generate_batch or agenerate_batch while the block runs."""
+    seen, real, areal = [], type(pair).generate_batch, type(pair).agenerate_batch
 
     def recording(self, prompts, *args, **kwargs):
         seen.append(len(prompts))
         return real(self, prompts, *args, **kwargs)
 
+    async def arecording(self, prompts, *args, **kwargs):
+        seen.append(len(prompts))
+        return await areal(self, prompts, *args, **kwargs)
+
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(type(pair), "generate_batch", recording)
+        mp.setattr(type(pair), "agenerate_batch", arecording)
         yield seen
 
 

@@ -4,14 +4,15 @@ async bridges that the LangChain and LlamaIndex integrations share."""
 from __future__ import annotations
 
 import asyncio
+import queue
 import threading
-from collections.abc import AsyncIterator, Iterator
-from concurrent.futures import ThreadPoolExecutor
+import weakref
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any, Sequence
 
 from .backends import Backend, LocalModel, fast_local
 from .config import NudgingConfig
-from .decoding import Run, decode_all
+from .decoding import Engine, Run, decode_all
 from .errors import InputError
 from .policies import NudgingPolicy, TopProbPolicy
 from .prompts import Prompt, build_prompts
@@ -47,7 +48,10 @@ class Stream:
 
 
 class Nudger:
-    """A base model aligned at inference time by a small chat model (the nudger)."""
+    """A base model aligned at inference time by a small chat model (the nudger).
+
+    Safe to share between threads and coroutines: every generation is decoded by the Nudger's one
+    `engine` thread, concurrent ones together in shared forwards, each with its solo greedy answer."""
 
     def __init__(self, base: Any, base_tokenizer: Any, nudger: Any, nudger_tokenizer: Any, config: NudgingConfig | None = None, policy: NudgingPolicy | None = None) -> None:
         """Models are loaded transformers models (with their tokenizers) or ready backends
@@ -56,6 +60,8 @@ class Nudger:
         self.nudger = nudger if isinstance(nudger, Backend) else LocalModel(nudger, nudger_tokenizer)
         self.config = config or NudgingConfig()
         self.policy = policy
+        self.engine = Engine()  # the one owner of both models' caches
+        weakref.finalize(self, self.engine.orphan)
 
     # -- construction ----------------------------------------------------------------------
     @classmethod
@@ -106,7 +112,7 @@ class Nudger:
 
     def generate(self, prompt: Prompt, config: NudgingConfig | None = None, *, cancel: threading.Event | None = None, **overrides: Any) -> Result:
         """Nudged answer to a prompt (a string or chat messages). Keyword overrides: any NudgingConfig field."""
-        stream = Stream(self._run(prompt, config, cancel, overrides).events())
+        stream = Stream(self._events([self._run(prompt, config, cancel, overrides)], single=True))
         for _ in stream:
             pass
         assert stream.result is not None
@@ -114,7 +120,7 @@ class Nudger:
 
     def stream(self, prompt: Prompt, config: NudgingConfig | None = None, *, cancel: threading.Event | None = None, **overrides: Any) -> Stream:
         """Like generate, but yields StreamEvents as text is accepted; `.result` holds the Result at the end."""
-        return Stream(self._run(prompt, config, cancel, overrides).events())
+        return Stream(self._events([self._run(prompt, config, cancel, overrides)], single=True))
 
     def generate_batch(self, prompts: Sequence[Prompt], config: NudgingConfig | Sequence[NudgingConfig] | None = None, *, cancel: threading.Event | None = None, **overrides: Any) -> list[Result]:
         """Answers for several prompts, decoded together in shared forwards of each model, each row
@@ -129,47 +135,107 @@ class Nudger:
     def stream_batch(self, prompts: Sequence[Prompt], config: NudgingConfig | Sequence[NudgingConfig] | None = None, *, cancel: threading.Event | None = None, **overrides: Any) -> Iterator[tuple[int, StreamEvent | Result]]:
         """Decode prompts together; yields (prompt index, StreamEvent) as text is accepted, and
         (index, Result) when that row ends."""
+        return self._events(self._runs(prompts, config, cancel, overrides))  # bad input fails before decoding
+
+    def _runs(self, prompts: Sequence[Prompt], config: NudgingConfig | Sequence[NudgingConfig] | None, cancel: threading.Event | None, overrides: dict[str, Any]) -> list[Run]:
         configs = list(config) if isinstance(config, Sequence) else [config] * len(prompts)
         if len(configs) != len(prompts):
             raise InputError(f"got {len(configs)} configs for {len(prompts)} prompts")
-        runs = [self._run(p, c, cancel, overrides) for p, c in zip(prompts, configs)]  # bad input fails before decoding
-        return decode_all(runs)
+        return [self._run(p, c, cancel, overrides) for p, c in zip(prompts, configs)]
 
-    # -- async: the engine runs on worker threads, the event loop keeps going -------------------
+    def _events(self, runs: list[Run], single: bool = False) -> Iterator[Any]:
+        """Decode runs on the engine thread, beside every other caller's; yields (index, event or
+        Result), or just the item when `single`. A failed row raises its error once the others are
+        stopped; closing the iterator stops them all and frees their caches."""
+        if self.engine.on_thread():  # called back from inside a step: decode right here
+            for i, item in decode_all(runs):
+                yield item if single else (i, item)
+            return
+        box: queue.SimpleQueue[tuple[int, Any]] = queue.SimpleQueue()
+        tickets = self.engine.submit([(run, _tagged(box.put, i)) for i, run in enumerate(runs)])
+        left = len(runs)
+        try:
+            while left:
+                i, item = box.get()
+                if isinstance(item, BaseException):
+                    raise item
+                left -= isinstance(item, Result)
+                yield item if single else (i, item)
+        finally:
+            for t in tickets:
+                t.cancel(wait=False)
+            for t in tickets:
+                t.cancel()  # returns once its caches are freed (at once for ended ones)
+
+    # -- async: runs are built on worker threads and decoded by the engine; the loop only awaits --
     async def agenerate(self, prompt: Prompt, config: NudgingConfig | None = None, **overrides: Any) -> Result:
-        """`generate` in a worker thread; cancelling the awaiting task stops the generation."""
+        """`generate` awaited; cancelling the awaiting task stops the generation."""
         return (await self.agenerate_batch([prompt], config, **overrides))[0]
 
     async def agenerate_batch(self, prompts: Sequence[Prompt], config: NudgingConfig | Sequence[NudgingConfig] | None = None, **overrides: Any) -> list[Result]:
-        """`generate_batch` (prompts decoded together) in a worker thread; cancelling the awaiting
-        task stops every row."""
-        cancel = threading.Event()
-        try:
-            return await asyncio.to_thread(self.generate_batch, list(prompts), config, cancel=cancel, **overrides)
-        finally:
-            cancel.set()
+        """`generate_batch` awaited (its runs are built on a worker thread: prompts, grammars);
+        cancelling the awaiting task stops every row."""
+        runs = await asyncio.to_thread(self._runs, list(prompts), config, None, overrides)
+        results: list[Result | None] = [None] * len(runs)
+        async for i, item in _Awaited(self.engine, runs):
+            if isinstance(item, Result):
+                results[i] = item
+        return results  # type: ignore[return-value]
 
     def astream(self, prompt: Prompt, config: NudgingConfig | None = None, **overrides: Any) -> AsyncIterator[StreamEvent | Result]:
-        """`stream` advanced on a private worker thread: an async iterator of StreamEvents, then the
-        Result. Bad input raises here, at call time (the prompts are built now; no forward runs).
+        """`stream` as an async iterator of StreamEvents, then the Result. Bad prompts and settings
+        raise here, at call time; the run itself (grammar compile, tokenizer build) is built on a
+        worker thread when iteration starts, so the loop never waits on it. Leaving early or
+        cancelling the task stops generation and frees both caches without blocking the loop."""
+        build_prompts(self.base, self.nudger, prompt, self._config(config, overrides))
+        return self._astream(prompt, config, overrides)
 
-        One worker per stream keeps the run's generator on a single thread at a time, so closing it
-        (queued behind any step in flight) is safe; the cancel event cuts that step short. Leaving
-        early or cancelling the task stops generation and frees both caches without blocking the loop.
-        """
-        cancel = threading.Event()
-        return _advance(self.stream(prompt, config, cancel=cancel, **overrides), cancel)
+    async def _astream(self, prompt: Prompt, config: NudgingConfig | None, overrides: dict[str, Any]) -> AsyncIterator[StreamEvent | Result]:
+        run = await asyncio.to_thread(self._run, prompt, config, None, overrides)
+        feed = _Awaited(self.engine, [run])
+        try:
+            async for _, item in feed:
+                yield item
+        finally:
+            feed.stop()
 
 
-async def _advance(stream: Stream, cancel: threading.Event) -> AsyncIterator[StreamEvent | Result]:
-    loop = asyncio.get_running_loop()
-    worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="nudging")
-    try:
-        while (event := await loop.run_in_executor(worker, next, stream, None)) is not None:
-            yield event
-        assert stream.result is not None
-        yield stream.result
-    finally:
-        cancel.set()
-        worker.submit(stream.close)
-        worker.shutdown(wait=False)
+def _tagged(put: Callable[[tuple[int, Any]], None], i: int) -> Callable[[Any], None]:
+    return lambda item: put((i, item))
+
+
+class _Awaited:
+    """(index, item) pairs of runs decoded by the engine, awaited on the running event loop; a
+    failed row raises once the others are stopped, leaving early (or cancellation) stops them all."""
+
+    def __init__(self, engine: Engine, runs: list[Run]) -> None:
+        self._engine, self._runs, self._left = engine, runs, len(runs)
+        self._tickets: list[Any] = []
+        self._queue: asyncio.Queue[tuple[int, Any]] = asyncio.Queue()
+
+    def __aiter__(self) -> _Awaited:
+        loop = asyncio.get_running_loop()
+        put = self._queue.put_nowait
+
+        def sink(i: int) -> Callable[[Any], None]:
+            return lambda item: loop.call_soon_threadsafe(put, (i, item))  # raises once the loop is closed
+
+        self._tickets = self._engine.submit([(run, sink(i)) for i, run in enumerate(self._runs)])
+        return self
+
+    async def __anext__(self) -> tuple[int, Any]:
+        if not self._left:
+            raise StopAsyncIteration
+        try:
+            i, item = await self._queue.get()
+            if isinstance(item, BaseException):
+                raise item
+        except BaseException:
+            self.stop()
+            raise
+        self._left -= isinstance(item, Result)
+        return i, item
+
+    def stop(self) -> None:
+        for t in self._tickets:
+            t.cancel(wait=False)

@@ -2,6 +2,7 @@
 `BatchDecoder` many in shared forwards."""
 
 from .batching import BatchDecoder, decode_all
+from .engine import Engine, Ticket
 from .run import Run, Steps, drive
 
-__all__ = ["BatchDecoder", "Run", "Steps", "decode_all", "drive"]
+__all__ = ["BatchDecoder", "Engine", "Run", "Steps", "Ticket", "decode_all", "drive"]

@@ -74,6 +74,13 @@ class BatchDecoder:
             self.rows = [r for r in self.rows if id(r) not in failed]
         return out
 
+    def remove(self, key: Hashable) -> None:
+        """Stop one row now (its caches are freed); the others go on."""
+        for row in self.rows:
+            if row.key == key:
+                row.steps.close()
+        self.rows = [r for r in self.rows if r.key != key]
+
     def close(self) -> None:
         """Stop every row (their caches are freed)."""
         for row in self.rows:

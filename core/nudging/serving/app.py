@@ -27,7 +27,6 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from ..config import NudgingConfig
-from ..decoding.batching import BatchDecoder
 from ..errors import ConfigError, InputError
 from ..nudger import Nudger
 from ..prompts import Prompt, RawPrompt
@@ -58,36 +57,52 @@ _PARAMS = {"max_new_tokens": "max_tokens", "temperature": "temperature", "top_p"
 
 
 def serve_batched(nudger: Nudger, max_batch: int, jobs: list[Job], take: Callable[[int], list[Job]]) -> None:
-    """The worker's runner: decode jobs together, admitting waiting ones between steps (continuous
-    batching) up to `max_batch` rows; each job gets its own events and Result as its row produces
-    them, and is dropped from here with its last item (a batch that never empties keeps no finished job)."""
-    batch = BatchDecoder()
-    by_key: dict[int, Job] = {}
+    """The worker's runner: hand jobs to the nudger's engine (the one thread that decodes for this
+    Nudger, batching rows as they come: continuous batching), admitting waiting ones as rows end,
+    up to `max_batch` at once; each job gets its own events and Result as its row produces them,
+    and is dropped from here with its last item (a batch that never empties keeps no finished job)."""
+    ended = threading.Condition()
+    live: set[int] = set()
+    tickets = []
+
+    def deliver(job: Job, item: Any) -> None:  # on the engine thread
+        if isinstance(item, BaseException):
+            job.fail(item)  # a row's last item: the job leaves with it
+        elif isinstance(item, Result):
+            job.finish(item)
+        else:
+            job.emit(item)
+            return
+        with ended:
+            live.discard(id(job))
+            ended.notify()
 
     def admit(new: list[Job]) -> None:
+        runs = []
         for job in new:
             prompt, config = job.payload
             try:
-                batch.add(id(job), nudger.run(prompt, config, cancel=job.cancel))
+                runs.append((nudger.run(prompt, config, cancel=job.cancel), partial(deliver, job)))
             except Exception as exc:
                 job.fail(exc)
                 continue
-            by_key[id(job)] = job
+            with ended:
+                live.add(id(job))
+        tickets.extend(nudger.engine.submit(runs))
 
     admit(jobs)
     try:
-        while len(batch):
-            for key, item in batch.step():
-                if isinstance(item, BaseException):
-                    by_key.pop(key).fail(item)  # a row's last item: the job leaves with it
-                elif isinstance(item, Result):
-                    by_key.pop(key).finish(item)
-                else:
-                    by_key[key].emit(item)
-            if len(batch) < max_batch:
-                admit(take(max_batch - len(batch)))
+        while True:
+            with ended:
+                if not live:
+                    return
+                ended.wait(0.01)  # a row ended, or time to look for waiting jobs
+                room = max_batch - len(live)
+            if room > 0:
+                admit(take(room))
     finally:
-        batch.close()
+        for t in tickets:
+            t.cancel()
 
 
 @dataclass(frozen=True)
