@@ -104,3 +104,103 @@ def test_growing_the_pool_holds_one_new_tensor_at_a_time(pair, monkeypatch):
     new = sum(t.numel() for t in fast.keys + fast.values)
     assert fast.length_limit >= 70
     assert peak[0] <= new + old_one, (peak[0], new, old_one)
+
+
+class _Tight(LocalModel):
+    """A device that fits `limit` positions per row in a forward (cached + new): a longer row
+    raises torch.OutOfMemoryError, and so does any forward it shares."""
+
+    limit = 60
+
+    def forward_batch(self, sessions, ids, keeps, rows=None):
+        if any(s.length + len(i) > self.limit for s, i in zip(sessions, ids)):
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return super().forward_batch(sessions, ids, keeps)
+
+
+LONG = "Summarise this: " + "the rain falls on the plain and the river runs to the sea " * 6
+
+
+def test_out_of_memory_fails_only_the_row_that_does_not_fit(pair, refs):
+    """A shared forward that runs out of memory: its rows are retried alone, the oversized one
+    ends with a clear error, the others go on to their solo answers."""
+    from nudging.decoding import BatchDecoder
+    from nudging.errors import DeviceMemoryError
+
+    b = pair.base
+    tight = Nudger(_Tight(b.model, b.tokenizer), None, pair.nudger, None, config=CFG)
+    batch = BatchDecoder(pad_budget=10**6)  # every row in one forward, the long prefill too
+    for i, p in enumerate([LONG, *PROMPTS]):
+        batch.add(i, tight.run(p))
+    done = {}
+    while len(batch):
+        for key, item in batch.step():
+            if isinstance(item, BaseException) or hasattr(item, "stats"):
+                done[key] = item
+    assert isinstance(done[0], DeviceMemoryError) and "out of memory" in str(done[0]) and "new ids" in str(done[0])
+    assert [done[i + 1].text for i in range(len(PROMPTS))] == refs
+    # through the Nudger: concurrent callers, one of them too long
+    with ThreadPoolExecutor(3) as pool:
+        futures = [pool.submit(tight.generate, p) for p in (PROMPTS[0], LONG, PROMPTS[1])]
+    with pytest.raises(DeviceMemoryError, match="out of memory"):
+        futures[1].result()
+    assert [futures[0].result().text, futures[2].result().text] == refs[:2]
+
+
+def test_astream_builds_its_run_off_the_event_loop(pair, monkeypatch):
+    """Building a run (grammar compile, a first tokenizer build of seconds) never blocks the loop."""
+    import nudging.nudger as facade
+
+    fast = _static(pair)
+    built_on, real = [], facade.Run
+
+    def slow_run(*args, **kwargs):
+        built_on.append(threading.current_thread())
+        threading.Event().wait(0.3)  # as a grammar compile does
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(facade, "Run", slow_run)
+
+    async def main() -> tuple[int, list]:
+        ticks, done = 0, asyncio.Event()
+
+        async def ticker() -> None:
+            nonlocal ticks
+            while not done.is_set():
+                ticks += 1
+                await asyncio.sleep(0.005)
+
+        task = asyncio.create_task(ticker())
+        items = [item async for item in fast.astream(PROMPTS[0])]
+        done.set()
+        await task
+        return ticks, items
+
+    ticks, items = asyncio.run(main())
+    assert built_on and threading.main_thread() not in built_on
+    assert ticks >= 20 and items[-1].text == fast.generate(PROMPTS[0]).text
+
+
+def test_concurrent_callers_share_forwards(pair, refs, monkeypatch):
+    """The engine batches callers of one Nudger: six threads at once need fewer base forwards than
+    six callers one after another, and still get their solo answers."""
+    fast = _static(pair)
+    alone = sum(fast.generate(p).stats.base_forwards for p in PROMPTS)
+    calls = []
+    real = StaticModel.forward_batch
+
+    def counting(self, sessions, *args, **kwargs):
+        if self is fast.base:
+            calls.append(len(sessions))
+        return real(self, sessions, *args, **kwargs)
+
+    monkeypatch.setattr(StaticModel, "forward_batch", counting)
+    start = threading.Barrier(len(PROMPTS))
+
+    def call(prompt: str) -> str:
+        start.wait()
+        return fast.generate(prompt).text
+
+    with ThreadPoolExecutor(len(PROMPTS)) as pool:
+        assert list(pool.map(call, PROMPTS)) == refs
+    assert max(calls) >= 2 and len(calls) < alone

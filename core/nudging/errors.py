@@ -15,3 +15,7 @@ class InputError(NudgingError, ValueError):
 
 class ConfigError(NudgingError, ValueError):
     """A configuration value out of its documented range."""
+
+
+class DeviceMemoryError(NudgingError, MemoryError):
+    """A request's forward does not fit in the device's memory even alone (the others go on)."""

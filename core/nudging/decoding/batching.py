@@ -13,6 +13,9 @@ from collections.abc import Hashable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+import torch
+
+from ..errors import DeviceMemoryError
 from ..results import Result, StreamEvent
 from ..text.view import Forward
 from .run import Run, Steps
@@ -65,9 +68,9 @@ class BatchDecoder:
             for chunk in self._chunks(group):
                 try:
                     self._serve(chunk)
-                except Exception as exc:  # e.g. out of memory: those rows fail, the rest go on
-                    for row in chunk:
-                        out.append((row.key, exc))
+                except Exception as exc:  # those rows fail, the rest go on
+                    for row, err in self._failed(chunk, exc):
+                        out.append((row.key, err))
                         row.steps.close()
                         failed.add(id(row))
         if failed:
@@ -125,6 +128,32 @@ class BatchDecoder:
             real += n
         if chunk:
             yield chunk
+
+    def _failed(self, chunk: list[_Row], exc: Exception) -> list[tuple[_Row, Exception]]:
+        """The rows a failed forward fails, with their errors. Out of memory in a shared forward:
+        each row is retried alone (a failed local forward advances no session), and only a row that
+        does not fit alone fails, with an error that says what did not fit."""
+        if not isinstance(exc, torch.OutOfMemoryError):
+            return [(row, exc) for row in chunk]
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()  # what the failed forward left in the allocator's cache
+        failed = []
+        for row in chunk:
+            err: Exception = exc
+            if len(chunk) > 1:
+                try:
+                    self._serve([row])
+                    continue
+                except Exception as again:
+                    err = again
+            if isinstance(err, torch.OutOfMemoryError) and row.request is not None:
+                q = row.request
+                err = DeviceMemoryError(
+                    f"out of memory on {q.session.lm.device}: this request's forward of {len(q.ids)} new ids after "
+                    f"{q.session.length} cached positions does not fit ({str(err).splitlines()[0] if str(err) else 'OutOfMemoryError'})"
+                )
+            failed.append((row, err))
+        return failed
 
     @staticmethod
     def _serve(chunk: list[_Row]) -> None:
