@@ -204,3 +204,22 @@ def test_concurrent_callers_share_forwards(pair, refs, monkeypatch):
     with ThreadPoolExecutor(len(PROMPTS)) as pool:
         assert list(pool.map(call, PROMPTS)) == refs
     assert max(calls) >= 2 and len(calls) < alone
+
+
+@pytest.mark.real
+def test_real_pair_concurrent_callers_on_static_pools_get_their_solo_answers(real_pair, pair):  # pair: the module's parametrisation asks for it
+    """The issue's reproduction: the embedded pair in static pools, six callers at once (threads,
+    then `gather` of ChatNudging.ainvoke) -> every answer equals the one-at-a-time one."""
+    base, base_tok, nudger, nudger_tok = real_pair
+    cfg = NudgingConfig(gamma=0.4, max_new_tokens=24)
+    solo = Nudger(base, base_tok, nudger, nudger_tok, config=cfg)
+    refs = [solo.generate(p).text for p in PROMPTS]
+    fast = Nudger(StaticModel(base, base_tok), None, StaticModel(nudger, nudger_tok), None, config=cfg)
+    with ThreadPoolExecutor(len(PROMPTS)) as pool:
+        assert list(pool.map(lambda p: fast.generate(p).text, PROMPTS)) == refs
+    chat = ChatNudging(nudger=fast)
+
+    async def gather() -> list:
+        return await asyncio.gather(*(chat.ainvoke(p) for p in PROMPTS))
+
+    assert [m.content for m in asyncio.run(gather())] == refs
