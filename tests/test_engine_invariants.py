@@ -58,6 +58,14 @@ def test_gamma_above_one_is_nudger_greedy(pair, prompt):
     assert all(s.source == "nudger" for s in res.spans)
 
 
+@pytest.fixture(autouse=True)
+def _fixed_draft_lengths(monkeypatch):
+    """Adaptive drafts follow measured forward times, so two runs may draft differently (text
+    alike, forward counts not): here they stop after two words, so forward counts compare.
+    `test_adaptive_drafts_give_the_full_drafts_text` runs the measured rule itself."""
+    monkeypatch.setattr("nudging.decoding.run.another_word", lambda stats, j, *fits: j < 2)
+
+
 def _on_off(nudger, prompt, **kw):
     kw.setdefault("drafter", "off")  # the nudger's tails alone (the drafter's own exactness: test_drafting.py)
     on = nudger.generate(prompt, speculation=True, **kw)
@@ -99,7 +107,8 @@ def agreeing(pair):
 @pytest.mark.parametrize("adaptive", [True, False])
 def test_speculation_reuses_draft_tails_exactly(agreeing, adaptive):
     """Where the base agrees with the nudger's draft tail, speculation takes tokens from it without a
-    forward of their own (fewer base forwards), and the output is still exactly that without it."""
+    forward of their own (fewer base forwards), and the output is still exactly that without it.
+    (Adaptive drafts stop after two words here: see `_on_off`.)"""
     runs = [_on_off(agreeing, p, gamma=0.5, max_new_tokens=40, adaptive_draft=adaptive) for p in PROMPTS[:2]]
     assert all(on.stats.rounds >= 1 and on.stats.base_tokens > 0 for on, _ in runs)  # both models wrote
     assert all(on.stats.speculated_tokens > 0 for on, _ in runs)
@@ -214,3 +223,23 @@ def test_stats_are_consistent(pair):
     assert s.base_forwards >= 1 and s.seconds > 0 and s.tokens_per_second > 0
     assert (s.rounds > 0) == (s.nudger_tokens > 0 or s.nudger_forwards > 0)
     assert set(res.prompts) == {"base", "nudger"}
+
+
+@pytest.mark.parametrize("gamma", [0.3, 0.6])
+def test_adaptive_drafts_give_the_full_drafts_text(pair, gamma, monkeypatch):
+    """A nudge drafted a word or two at a time (the measured rule, or a fixed one) is the nudge one
+    K-id draft gives: same text, same spans, same stop (greedy). On the pair sharing a tokenizer:
+    across tokenizers the base's tokenization of a shorter draft may split the text before a
+    boundary differently (the random cross pair writes 20-character "words"), which DESIGN allows."""
+    from nudging.decoding import costs
+
+    if len(pair.base.tokenizer) != len(pair.nudger.tokenizer):
+        pytest.skip("base tokenization of a shorter draft may differ across tokenizers (config.adaptive_draft)")
+
+    for rule in (costs.another_word, lambda stats, j, *fits: False, lambda stats, j, *fits: j < 3):
+        monkeypatch.setattr("nudging.decoding.run.another_word", rule)
+        for prompt in PROMPTS:
+            full = pair.generate(prompt, gamma=gamma, max_new_tokens=60, adaptive_draft=False)
+            short = pair.generate(prompt, gamma=gamma, max_new_tokens=60)
+            assert (short.text, short.spans, short.stats.stop_reason) == (full.text, full.spans, full.stats.stop_reason)
+            assert short.stats.nudger_forwards <= full.stats.nudger_forwards or full.stats.nudger_tokens == 0

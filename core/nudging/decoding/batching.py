@@ -9,6 +9,7 @@ never disturb the others; rows may join between steps (continuous batching: the 
 
 from __future__ import annotations
 
+import time
 from collections.abc import Hashable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,6 +19,7 @@ import torch
 from ..errors import DeviceMemoryError
 from ..results import Result, StreamEvent
 from ..text.view import Forward
+from .costs import cost_fit
 from .run import Run, Steps
 
 
@@ -161,7 +163,9 @@ class BatchDecoder:
         lm = reqs[0].session.lm
         rows = [q.rows for q in reqs]
         extra = {"rows": rows} if any(r is not None for r in rows) else {}
+        t0 = time.perf_counter()
         logits = lm.forward_batch([q.session for q in reqs], [q.ids for q in reqs], [q.keep for q in reqs], **extra)
+        cost_fit(lm).add(sum(len(q.ids) for q in reqs), time.perf_counter() - t0, rows=len(reqs))
         for row, value in zip(chunk, logits):
             row.send, row.request = value, None
 

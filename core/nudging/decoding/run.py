@@ -24,10 +24,11 @@ from ..results import Result, Span, Stats, StopReason, StreamEvent, word_share
 from ..text import Forward, View, encode_continuation, word_boundaries
 from ..tools import parse_tool_calls
 from .grammar import matchers
+from .costs import another_word, cost_fit, round_stats
 from .drafting import Drafter
 from .sampling import Sampler
 from .transcript import Transcript
-from .verify import accept, count_output, cut_to_budget, ids_until, nudger_keep
+from .verify import Acceptance, accept, count_output, cut_to_budget, ids_until, nudger_keep
 
 Steps = Iterator[Forward | StreamEvent | Result]  # a run's output: forward requests, events, then the Result
 
@@ -41,6 +42,7 @@ class _Draft:
     ends: list[int | None]
     eos: bool
     logits: list[torch.Tensor]  # logits[i]: the nudger's next-position logits after its first i draft ids
+    full: bool = False  # it holds all the ids the nudge had left (else it stopped at a boundary or EOS)
 
 
 def drive(steps: Steps) -> Iterator[StreamEvent | Result]:
@@ -49,7 +51,10 @@ def drive(steps: Steps) -> Iterator[StreamEvent | Result]:
         item = next(steps)
         while True:
             if isinstance(item, Forward):
-                item = steps.send(item.session.forward(item.ids, item.keep, item.rows))
+                t0 = time.perf_counter()
+                logits = item.session.forward(item.ids, item.keep, item.rows)
+                cost_fit(item.session.lm).add(len(item.ids), time.perf_counter() - t0)
+                item = steps.send(logits)
             else:
                 yield item
                 item = next(steps)
@@ -74,6 +79,7 @@ class Run:
         if self._hidden and not base.capabilities.hidden_states:
             raise ConfigError(f"{policy!r} reads the base model's hidden states, which {base.name} does not expose (a remote base?)")
         self.grammars = matchers(config, base, nudger)  # (base, nudger) matchers, or (None, None)
+        self.fits = (cost_fit(base), cost_fit(nudger))
         self.B = View(base, base_ids, hidden=self._hidden, grammar=self.grammars[0])
         self.N = View(nudger, nudger_ids, grammar=self.grammars[1])
         self.T = Transcript(stop_strings(prompt, config))  # with the base template's next-turn marker
@@ -87,11 +93,13 @@ class Run:
         self.reason: StopReason = "eos"
         self._last_nudge: str | None = None
         self._repeats = 0
-        # adaptive drafting: a running estimate of how many draft tokens a round puts to use
-        self._useful = (config.draft_tokens - 2) / 1.5
-        self._last_kept = 0  # nudger ids the last round accepted
-        self._last_tail = 0  # base ids of the last draft's tail that the base's top choice reproduces
+        # the nudge being written: a round that ended at a boundary the base was not confident at
+        # goes on in the next round; together they are the nudge one K-id draft would have given
+        self._open, self._open_ids, self._open_bounds = "", 0, 0
+        self._base_top: int | None = None  # the base's top id where it last handed over
+        self.stats = round_stats(base, nudger)
         self.drafter = self._make_drafter(config, base)
+        self.nudger_drafter = self._make_drafter(config, nudger, max_len=4)
 
     # -- the loop ---------------------------------------------------------------------------
     def events(self) -> Iterator[StreamEvent | Result]:
@@ -119,15 +127,17 @@ class Run:
         first_word = self.cfg.paper_compat and self.rounds == 0 and not self.T.text
         if self.B.pending or (not first_word and bool(self._confident(logits[None], [len(self.B.ids) - 1])[0])):
             return self._base_writes(logits)
+        self._base_top = int(logits.argmax())
         return (yield from self._nudge())
 
     @staticmethod
-    def _make_drafter(config: NudgingConfig, base: Backend) -> Drafter | None:
-        """A base-stretch drafter, unless it is off or the backend brings its own lookahead."""
-        if config.drafter in (None, "off") or base.capabilities.lookahead:
+    def _make_drafter(config: NudgingConfig, lm: Backend, max_len: int | None = None) -> Drafter | None:
+        """A drafter for one model's own stretches, unless drafting is off or the backend brings its
+        own lookahead. A corpus table is in the base's ids: the nudger's drafter has none."""
+        if config.drafter in (None, "off") or lm.capabilities.lookahead:
             return None
-        corpus = None if config.drafter == "ngram" else config.drafter
-        return Drafter(corpus, max_len=config.draft_max, eos_ids=base.eos_ids)
+        corpus = None if config.drafter == "ngram" or max_len is not None else config.drafter
+        return Drafter(corpus, max_len=max_len or config.draft_max, eos_ids=lm.eos_ids)
 
     def _base_draft(self) -> list[int]:
         """Ids to run behind the base's next forward, if one is due (within budget and window)."""
@@ -136,7 +146,26 @@ class Run:
         room = self.budget - self.B.n_answer - 1
         if self.base.context_window:
             room = min(room, self.base.context_window - len(self.B.ids) - 1)
+        if self.fits[0].known:
+            self.drafter.cost_per_id = self.fits[0].per_id()
         return self.drafter.propose(self.B.ids, room)
+
+    def _nudger_draft(self, room: int, first: bool) -> list[int]:
+        """Ids to run behind the nudger's next forward while it drafts: what its own drafter
+        predicts, else (for a round's first id) the base's top word where it handed over, in the
+        nudger's ids. Used only where the nudger's own choices reproduce them."""
+        if self.N.logits is not None or room <= 0:
+            return []
+        guess: list[int] = []
+        if self.nudger_drafter is not None:
+            if self.fits[1].known:
+                self.nudger_drafter.cost_per_id = self.fits[1].per_id()
+            guess = self.nudger_drafter.propose(self.N.ids, room)
+        if not guess and first and self.cfg.drafter not in (None, "off") and self._base_top is not None and self._base_top not in self.base.eos_ids:
+            word = self.base.tokenizer.decode([self._base_top])
+            if word.strip() and "\ufffd" not in word:
+                guess = encode_continuation(self.nudger.tokenizer, word)[0][:room]
+        return guess
 
     def _confident(self, logits: torch.Tensor, positions: list[int]) -> torch.Tensor:
         """The policy's verdict on base logits rows, which came from these base-view positions."""
@@ -170,6 +199,8 @@ class Run:
             self.N.truncate(self.N.n_answer - draft.n_ids, draft.logits[0])
             if draft.eos:
                 return self._stop("eos")
+            if self._open:  # the nudge's K ids are spent mid-character: it ends at its last boundary
+                return self._close("")
             # only part of a character in K tokens: let the base write instead of looping
             return self._base_writes((yield from self.B.next_logits()))
         b_ids, b_ends = encode_continuation(self.base.tokenizer, draft.text)
@@ -177,13 +208,14 @@ class Run:
         rows = yield from self._verify(b_ids, b_ends, bounds, draft)
         verdicts = self._verdicts(rows, b_ends, bounds, draft.text)
         acc = accept(bounds, verdicts, len(draft.text), draft.eos)
+        goes_on = not (any(verdicts) or draft.eos or draft.full)  # stopped early at a boundary the base was unsure at
+        if not bounds and self._open and not draft.eos:
+            acc = Acceptance(0)  # a continued nudge ends at the boundary it already reached
         m, end, over = cut_to_budget(ids_until(b_ends, acc.end), acc.end, b_ends, self.budget - self.B.n_answer)
         eos = acc.eos and not over
         keep = nudger_keep(draft.ends, end, eos)
-        self._last_kept = keep
         self.N.truncate(self.N.n_answer - draft.n_ids + keep, draft.logits[keep] if keep < len(draft.logits) else None)
-        if self.cfg.adaptive_draft:
-            self._last_tail = self._tail_agreement(rows, b_ids, m)
+        self._learn(verdicts, bounds, draft, rows, b_ids, m)
         if m:
             ahead = b_ids[m:] if (self.cfg.speculation and not over and not eos) else []
             self.B.append_verified(b_ids[:m], b_ends[:m], end, rows[m - 1], ahead, rows[m : m + len(ahead)])
@@ -196,7 +228,25 @@ class Run:
             return self._stop("length")
         if eos:
             return self._stop("eos")
+        if goes_on and bounds:
+            self._open += nudge
+            self._open_ids += keep
+            self._open_bounds += len(bounds)
+            return False
+        return self._close(nudge)
+
+    def _close(self, nudge: str) -> bool:
+        """The nudge is complete (the base was confident again, or its K ids are spent)."""
+        nudge, self._open, self._open_ids, self._open_bounds = self._open + nudge, "", 0, 0
         return self._repeated(nudge)
+
+    def _learn(self, verdicts: list[bool], bounds: list[int], draft: _Draft, rows: torch.Tensor, b_ids: list[int], m: int) -> None:
+        """Feed the round's outcome to the pair's statistics (what later draft lengths read)."""
+        self.stats.record(verdicts, first=self._open_bounds + 1)
+        if bounds:
+            self.stats.record_words(nudger_keep(draft.ends, bounds[-1], False), len(bounds))
+        if m and any(verdicts) and m < len(b_ids):
+            self.stats.record_tail(self._tail_agreement(rows, b_ids, m), len(b_ids) - m)
 
     def _verify(self, b_ids: list[int], b_ends: list[int | None], bounds: list[int], draft: _Draft) -> Generator[Forward, torch.Tensor, torch.Tensor]:
         """Base rows [len(b_ids), vocab] for a draft. Where each row costs a request's prefill (a
@@ -247,34 +297,38 @@ class Run:
         limit = 0 if self.grammars[0] else self.cfg.repetition_limit  # a grammar ends itself (JSON repeats ", ")
         return bool(limit) and self._repeats >= limit and self._stop("repetition")
 
-    def _draft_len(self) -> int:
-        """K, or fewer when recent rounds used few draft tokens (as nudge or as speculation)."""
-        K = self.cfg.draft_tokens
-        if not self.cfg.adaptive_draft:
-            return K
-        if self.rounds > 1:
-            self._useful = 0.5 * self._useful + 0.5 * (self._last_kept + self._last_tail)
-        return max(min(K, 4), min(K, round(1.5 * self._useful) + 2))
+    def _more(self, j: int) -> bool:
+        """After the nudge's j-th word boundary: draft another word before verifying?"""
+        return not self.cfg.adaptive_draft or another_word(self.stats, j, *self.fits)
 
     def _draft(self) -> Generator[Forward, torch.Tensor, _Draft | None]:
-        """Up to K nudger tokens after T (the nudger first catches up with T in the same forward);
-        returns a _Draft, or None when the nudger's context window cannot hold T any more."""
+        """Nudger tokens after T, up to the next word boundary worth verifying at (`_more`) or the
+        nudge's K ids (the nudger first catches up with T in the same forward); returns a _Draft, or
+        None when the nudger's context window cannot hold T any more."""
         self.N.sync(self.T.text)
         room = (self.nudger.context_window or len(self.N.ids) + self.cfg.draft_tokens) - len(self.N.ids)
         if room <= 0:
             return None
+        K = min(room, self.cfg.draft_tokens - self._open_ids)
         start_ids, start_len = self.N.n_answer, self.N.text_len
-        text, ends, eos, seen = "", [], False, []
-        for _ in range(min(room, self._draft_len())):
-            seen.append((yield from self.N.next_logits()))
+        text, ends, eos, seen, found = "", [], False, [], 0
+        while len(ends) < K:
+            seen.append((yield from self.N.next_logits(self._nudger_draft(K - len(ends) - 1, not ends))))
             token = self.nudger_sampler.pick(seen[-1])
             if token in self.nudger.eos_ids:
                 eos = True
                 break
-            text += self.N.append_own(token)
+            piece = self.N.append_own(token)
+            text += piece
             ends.append(None if self.N.pending else self.N.text_len - start_len)
+            if piece[:1].isspace() and len(text) > len(piece) and not text[-len(piece) - 1].isspace():
+                n = len(word_boundaries(text, ends, encode_continuation(self.base.tokenizer, text)[1]))
+                if n > found:
+                    found = n
+                    if not self._more(self._open_bounds + n):
+                        break
         n_ids = self.N.n_answer - start_ids
-        return _Draft(text, n_ids, ends, eos, seen)
+        return _Draft(text, n_ids, ends, eos, seen, full=len(ends) >= K)
 
     # -- the result ------------------------------------------------------------------------
     def _result(self, seconds: float) -> Result:
