@@ -9,7 +9,7 @@ from typing import Any, Sequence
 
 from .config import BaseTemplate, NudgingConfig
 from .errors import InputError
-from .tools import render_calls, render_tool_result, tools_system_text
+from .tools import base_tools_turns, render_calls, render_tool_result, tools_system_text
 
 
 @dataclass(frozen=True)
@@ -132,10 +132,13 @@ def _native_turn(m: dict[str, Any]) -> dict[str, Any]:
 
 def plain_prompt(messages: list[dict[str, Any]], template: BaseTemplate, tools: Any = None, tool_choice: Any = None) -> str:
     """The base's prompt: `{system}\\n{question prefix}{question}\\n{answer prefix}`, turn by turn
-    (tools described in the system text, calls and results written out as text)."""
-    messages = as_text_turns(messages)
+    (calls and results written out as text). Tools make it a document the base continues: their
+    listing after the system text, then a worked question -> call turn (tools.base_tools_turns)."""
     if tools:
-        messages = with_system(messages, tools_system_text(tools, tool_choice))
+        header, worked = base_tools_turns(tools, tool_choice)
+        system = [m for m in messages if m["role"] == "system"]
+        messages = with_system(system, header) + worked + [m for m in messages if m["role"] != "system"]
+    messages = as_text_turns(messages)
     lines: list[str] = []
     system = "\n\n".join(m["content"] for m in messages if m["role"] == "system")
     if system:

@@ -23,14 +23,18 @@ from .errors import ConfigError
 TOOLS_PROMPT = (
     "You can call these tools:\n<tools>\n{tools}\n</tools>\n"
     "To call a tool, answer with one <tool_call></tool_call> block per call, each holding a JSON object "
-    'with the tool\'s "name" and its "arguments", for example:\n'
-    '<tool_call>\n{{"name": "{example}", "arguments": {{...}}}}\n</tool_call>\n{rule}'
+    'with the tool\'s "name" and its "arguments", for example:\n{example}\n{rule}'
 )
 RULES = {
     "auto": "If no tool is needed, answer in plain text.",
     "required": "You must call at least one tool.",
     "named": 'You must call the tool "{name}".',
 }
+# The base's plain prompt: a document it continues, a worked request -> call turn before the question
+# (a base model copies instructions it is shown, placeholders and rules included).
+BASE_TOOLS_PROMPT = "An assistant that answers questions, calling one of these tools when one fits:\n<tools>\n{tools}\n</tools>"
+_EXAMPLE_VALUE = re.compile(r"\be\.g\.,?\s*['\"]?([\w:/@+-]+)")
+_EMPTY = {"string": "", "integer": 0, "number": 0, "boolean": False, "array": [], "object": {}}
 _CALL = re.compile(r"<tool_call>\s*(.*?)\s*</tool_call>", re.DOTALL)
 _RESPONSE_FORMATS = ("text", "json_object", "json_schema", "regex", "lark")
 
@@ -101,14 +105,58 @@ def call_schema(tools: list[dict[str, Any]]) -> dict[str, Any]:
     return options[0] if len(options) == 1 else {"anyOf": options}
 
 
+def _sample(schema: dict[str, Any]) -> Any:
+    """A value of an argument's own schema: its const, first enum value, default or "e.g." example,
+    else the empty value of its type (never markup such as "..." a small model would copy)."""
+    if "const" in schema:
+        return schema["const"]
+    if schema.get("enum"):
+        return schema["enum"][0]
+    if "default" in schema:
+        return schema["default"]
+    kind = schema.get("type")
+    kind = kind[0] if isinstance(kind, list) and kind else kind
+    example = _EXAMPLE_VALUE.search(str(schema.get("description", "")))
+    if example and kind in (None, "string"):
+        return example.group(1)
+    return _EMPTY.get(kind, "")
+
+
+def example_call(tool: dict[str, Any]) -> dict[str, Any]:
+    """A call of a real tool with its real argument names (the required ones, else all), each set to
+    a value its schema gives (`_sample`): the example the prompts show."""
+    fn = tool["function"]
+    props = (fn.get("parameters") or {}).get("properties") or {}
+    names = [n for n in (fn.get("parameters") or {}).get("required") or props if n in props]
+    return {"name": fn["name"], "arguments": {n: _sample(props[n]) for n in names}}
+
+
+def tools_listing(tools: tuple[dict[str, Any], ...]) -> str:
+    """The tools as the prompts list them: one JSON object per line."""
+    return "\n".join(json.dumps(t, ensure_ascii=False) for t in tools)
+
+
 def tools_system_text(tools: tuple[dict[str, Any], ...], choice: Any) -> str:
     """The system-prompt description of the tools (for prompts whose template has no `tools=`)."""
     if isinstance(choice, dict):
         rule = RULES["named"].format(name=choice["function"]["name"])
+        tool = next(t for t in tools if t["function"]["name"] == choice["function"]["name"])
     else:
         rule = RULES["required" if choice == "required" else "auto"]
-    listing = "\n".join(json.dumps(t, ensure_ascii=False) for t in tools)
-    return TOOLS_PROMPT.format(tools=listing, example=tools[0]["function"]["name"], rule=rule)
+        tool = tools[0]
+    return TOOLS_PROMPT.format(tools=tools_listing(tools), example=render_calls([example_call(tool)]), rule=rule)
+
+
+def base_tools_turns(tools: tuple[dict[str, Any], ...], choice: Any) -> tuple[str, list[dict[str, Any]]]:
+    """The base's tools as a document: (header text, a worked user -> assistant turn in which the
+    tool's own description is the request and the assistant calls it)."""
+    tool = tools[0]
+    if isinstance(choice, dict):
+        tool = next(t for t in tools if t["function"]["name"] == choice["function"]["name"])
+    request = (tool["function"].get("description") or "").strip() or f"Use {tool['function']['name']}."
+    call = example_call(tool)
+    turns = [{"role": "user", "content": request}, {"role": "assistant", "content": "", "tool_calls": [{"function": call}]}]
+    return BASE_TOOLS_PROMPT.format(tools=tools_listing(tools)), turns
 
 
 def render_calls(calls: list[dict[str, Any]]) -> str:
