@@ -7,6 +7,8 @@ from __future__ import annotations
 import json
 import re
 
+import pytest
+
 from nudging.config import BaseTemplate
 from nudging.prompts import chat_prompt, plain_prompt, to_messages
 from nudging.tools import check_tools, example_call, render_calls
@@ -45,3 +47,26 @@ def test_the_base_reads_a_worked_turn_not_instructions():
     assert text.startswith("Be brief.\n\n") and '"name": "triangle_area"' in text
     assert text.endswith(f"Question: Current weather in a city.\nAnswer: {call}\nQuestion: Weather in Oslo, in celsius?\nAnswer: ")
     assert "If no tool is needed" not in text and "answer with one" not in text  # no rule for the base to copy
+
+
+@pytest.mark.parametrize("pair", ["cross"], indirect=True)
+def test_tool_opener_picks_who_writes_the_first_word(pair):
+    """tool_opener decides who makes the call-or-text decision under "auto" (nudged runs only)."""
+    ask = dict(tools=list(TOOLS), tool_choice="auto", max_new_tokens=6)
+    for opener in ("nudger", "base"):
+        res = pair.generate("Weather in Oslo?", gamma=0.5, tool_opener=opener, **ask)
+        assert res.spans[0].source == opener, res.spans
+    for gamma, source in ((0.0, "base"), (1.5, "nudger")):  # one writer stays the only writer
+        for opener in ("nudger", "base"):
+            res = pair.generate("Weather in Oslo?", gamma=gamma, tool_opener=opener, **ask)
+            assert {s.source for s in res.spans} == {source}
+    forced = pair.generate("Weather in Oslo?", gamma=0.5, tool_opener="base", tools=list(TOOLS), tool_choice="required", max_new_tokens=6)
+    assert forced.text == pair.generate("Weather in Oslo?", gamma=0.5, tools=list(TOOLS), tool_choice="required", max_new_tokens=6).text  # "auto" only
+
+
+def test_a_bad_tool_opener_is_named():
+    from nudging import NudgingConfig
+    from nudging.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="tool_opener"):
+        NudgingConfig(tool_opener="whoever")

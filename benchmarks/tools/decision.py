@@ -77,11 +77,11 @@ def main(n: int = 10) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     done = {(r["variant"], r["system"], r["item"]) for r in map(json.loads, path.read_text().splitlines())} if path.exists() else set()
     model = Nudger.default()
-    cfg = eval_config(3)
+    cfg = eval_config(3).merged(draft_tokens=4)  # the decision is the first token: a short draft gives the same one
     systems = {"base": 0.0, "nudger": 2.0, "nudged@0.4": 0.4}
     todo = items(n)
     with path.open("a", encoding="utf-8") as f:
-        for variant in ("old", "new", "new+text"):
+        for variant in ("new", "old", "new+text"):
             use(variant)
             for system, gamma in systems.items():
                 if variant == "new+text" and system == "nudger":
@@ -96,12 +96,12 @@ def main(n: int = 10) -> None:
                         f.flush()
                     print(variant, system, start + len(chunk), "/", len(left), flush=True)
     use("new")
-    table(path)
+    table(path, {t[1] for t in todo})
 
 
-def table(path: Path) -> None:
+def table(path: Path, ids: set[str]) -> None:
     """Decision accuracy per wording, system and set (right = called where a call is right, else text)."""
-    recs = [json.loads(line) for line in path.read_text().splitlines()]
+    recs = [r for r in map(json.loads, path.read_text().splitlines()) if r["item"] in ids]
     groups: dict[tuple, list] = {}
     for r in recs:
         groups.setdefault((r["variant"], r["system"], r["set"]), []).append(r)

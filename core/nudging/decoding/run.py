@@ -92,6 +92,9 @@ class Run:
         self._last_kept = 0  # nudger ids the last round accepted
         self._last_tail = 0  # base ids of the last draft's tail that the base's top choice reproduces
         self.drafter = self._make_drafter(config, base)
+        # who makes the call-or-text decision at the answer's start (config.tool_opener)
+        decides = config.tools and config.tool_choice in (None, "auto") and 0 < config.gamma <= 1
+        self._opener = config.tool_opener if decides else "policy"
 
     # -- the loop ---------------------------------------------------------------------------
     def events(self) -> Iterator[StreamEvent | Result]:
@@ -116,8 +119,9 @@ class Run:
         if self.cancel is not None and self.cancel.is_set():
             return self._stop("cancelled")
         logits = yield from self.B.next_logits(self._base_draft())
-        first_word = self.cfg.paper_compat and self.rounds == 0 and not self.T.text
-        if self.B.pending or (not first_word and bool(self._confident(logits[None], [len(self.B.ids) - 1])[0])):
+        opening = self.rounds == 0 and not self.T.text
+        first_word = opening and (self.cfg.paper_compat or self._opener == "nudger")
+        if self.B.pending or (opening and self._opener == "base") or (not first_word and bool(self._confident(logits[None], [len(self.B.ids) - 1])[0])):
             return self._base_writes(logits)
         return (yield from self._nudge())
 
