@@ -3,10 +3,10 @@
 
     .venv/bin/python examples/langchain_tool_agent.py ["What is the weather in Paris, in celsius?"]
 
-The model decides for itself whether to call (tool_choice "auto"): an answer is plain text or
-grammar-constrained calls, so every call names a tool and has arguments that fit its schema, and no
-half-written call ever reaches the answer as text. Once the tools have answered, a small middleware
-asks for a plain text answer (tool_choice "none"): a 135M nudger would otherwise call again.
+The calls are grammar-constrained, so every call names a tool and has arguments that fit its
+schema. A 270M base with a 135M nudger does not reliably decide *when* to call, so a small
+middleware sets tool_choice: "any" (a call is forced) on the first model turn, and "none" (a plain
+text answer) once the tools have answered. A stronger pair can leave tool_choice on "auto".
 """
 
 from __future__ import annotations
@@ -46,18 +46,18 @@ TOOLS = [get_weather, convert_currency]
 
 
 @wrap_model_call
-def answer_after_tools(request: ModelRequest, handler: Callable[[ModelRequest], ModelResponse]) -> ModelResponse:
-    """The model decides ("auto") until tool results are in the conversation, then answers in text."""
+def call_then_answer(request: ModelRequest, handler: Callable[[ModelRequest], ModelResponse]) -> ModelResponse:
+    """Force one tool call first, then a text answer once tool results are in the conversation."""
     answered = any(isinstance(m, ToolMessage) for m in request.messages)
     settings = {**request.model_settings, "parallel_tool_calls": False}
-    return handler(request.override(tool_choice="none" if answered else "auto", model_settings=settings))
+    return handler(request.override(tool_choice="none" if answered else "any", model_settings=settings))
 
 
 def build_agent(model: ChatNudging | None = None) -> Any:
     """The agent graph over the embedded pair (or `model`)."""
     # small models copy the <tool_response> wrapper of the tool turn into their answer: cut it
     model = model or ChatNudging.default(gamma=0.4, max_tokens=96, stop=["</tool_response>"])
-    return create_agent(model, tools=TOOLS, middleware=[answer_after_tools], system_prompt="You are a helpful assistant. Use the tools.")
+    return create_agent(model, tools=TOOLS, middleware=[call_then_answer], system_prompt="You are a helpful assistant. Use the tools.")
 
 
 def main(question: str = "What is the weather in Paris, in celsius?") -> dict[str, Any]:

@@ -3,10 +3,10 @@
 
     .venv/bin/python examples/llamaindex_function_agent.py ["What is 12 multiplied by 7?"]
 
-The model decides for itself whether to call (tool_choice "auto"): an answer is plain text or
-grammar-constrained calls, each naming a tool with arguments that fit its schema. Once a tool result
-is the last message the LLM answers in plain text (tool_choice "none"): a 135M nudger would
-otherwise call again.
+Calls are grammar-constrained, so each names a tool with arguments that fit its schema. A 270M base
+with a 135M nudger does not reliably decide *when* to call, so the agent forces a call on its first
+turn (`initial_tool_choice="required"`) and the LLM answers in plain text once a tool result is the
+last message (`tool_choice="none"`). A stronger pair can leave both on "auto".
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ class AnswerAfterTools(NudgingLLM):
 def build_agent(nudger: Nudger | None = None) -> FunctionAgent:
     """The agent over the embedded pair (or `nudger`)."""
     llm = AnswerAfterTools(nudger or Nudger.default(), gamma=0.4, max_new_tokens=64, stop=["</tool_response>"])
-    return FunctionAgent(tools=TOOLS, llm=llm, allow_parallel_tool_calls=False, system_prompt="You are a helpful assistant. Use the tools for arithmetic.")
+    return FunctionAgent(tools=TOOLS, llm=llm, initial_tool_choice="required", allow_parallel_tool_calls=False, system_prompt="You are a helpful assistant. Use the tools for arithmetic.")
 
 
 async def run(agent: FunctionAgent, question: str) -> tuple[list[Any], str]:
