@@ -1,7 +1,7 @@
 """Who decides best between a call and text (issue 24, items 2 and 3)?
 
 Under tool_choice "auto" the decision is the answer's first token: "<" opens a call (the grammar then
-constrains it), anything else is text. This script decodes only that opening (max_new_tokens 3,
+constrains it), anything else is text; whitespace before "<" counts as a preface to a call. This script decodes only that opening (max_new_tokens 3,
 greedy, constrained) for base alone (γ 0), nudger alone (γ 2) and nudged (γ 0.4), on BFCL
 simple_python and the project's tool set (a call is right) and BFCL irrelevance (text is right),
 for each prompt wording:
@@ -63,6 +63,10 @@ def use(variant: str) -> None:
         prompts.base_tools_turns = with_text
 
 
+def _calls(text: str) -> bool:
+    return text.lstrip().startswith("<")
+
+
 def items(n: int) -> list[tuple[str, str, object, tuple, bool]]:
     """(set, id, prompt, tools, call is right)."""
     out = [("simple_python", i.id, i.messages, i.tools, True) for i in bfcl.load_items("simple_python", n)]
@@ -91,7 +95,7 @@ def main(n: int = 10) -> None:
                     chunk = left[start:start + 8]
                     configs = [cfg.merged(tools=t[3], tool_choice="auto", parallel_tool_calls=False, constrained=True) for t in chunk]
                     for t, res in zip(chunk, model.generate_batch([t[2] for t in chunk], configs, gamma=gamma)):
-                        rec = {"variant": variant, "system": system, "set": t[0], "item": t[1], "call_right": t[4], "called": res.text.startswith("<"), "first_source": res.spans[0].source if res.spans else None, "text": res.text}
+                        rec = {"variant": variant, "system": system, "set": t[0], "item": t[1], "call_right": t[4], "called": _calls(res.text), "first_source": res.spans[0].source if res.spans else None, "text": res.text}
                         f.write(json.dumps(rec) + "\n")
                         f.flush()
                     print(variant, system, start + len(chunk), "/", len(left), flush=True)
@@ -107,8 +111,8 @@ def table(path: Path, ids: set[str]) -> None:
         groups.setdefault((r["variant"], r["system"], r["set"]), []).append(r)
     print("| wording | system | set | n | called | right decision |\n|---|---|---|---|---|---|")
     for (variant, system, s), rs in sorted(groups.items()):
-        called = sum(r["called"] for r in rs)
-        right = sum(r["called"] == r["call_right"] for r in rs)
+        called = sum(_calls(r["text"]) for r in rs)
+        right = sum(_calls(r["text"]) == r["call_right"] for r in rs)
         print(f"| {variant} | {system} | {s} | {len(rs)} | {called}/{len(rs)} | {right}/{len(rs)} |")
 
 
