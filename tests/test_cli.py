@@ -24,8 +24,10 @@ def loads(monkeypatch, tiny):
     """Replace model loading with the tiny pair; records the (base, nudger, device) asked for."""
     calls = []
 
-    def fake(base, nudger, device, compile=None, dtype="auto"):
+    def fake(base, nudger, device, compile=None, dtype="auto", *, base_tokenizer=None, nudger_tokenizer=None):
         calls.append((base, nudger, device) + ((compile,) if compile is not None else ()) + ((dtype,) if dtype != "auto" else ()))
+        if base_tokenizer or nudger_tokenizer:
+            calls.append(("tokenizers", base_tokenizer, nudger_tokenizer))
         return tiny
 
     monkeypatch.setattr(cli.common, "load_nudger", fake)
@@ -213,3 +215,32 @@ def test_dtype_option_reaches_the_loader(loads):
 def test_a_bad_dtype_is_named_before_any_weights_load():
     result = run("generate", "Hi", "--dtype", "int8")
     assert result.exit_code == 2 and "dtype" in result.output and "int8" in result.output
+
+
+def test_tokenizer_options_reach_the_loader(loads, monkeypatch, tmp_path):
+    """--base-tokenizer / --nudger-tokenizer on generate, chat, serve and bench."""
+    monkeypatch.setattr("nudging.serving.app.run_server", lambda app, host, port: None)
+    tok = ("--base-tokenizer", "./base-tok", "--nudger-tokenizer", "./chat-tok")
+    assert run("generate", "Hi", "-n", "2", *tok).exit_code == 0
+    assert run("chat", "-n", "2", *tok, input="/exit\n").exit_code == 0
+    assert run("serve", *tok).exit_code == 0
+    assert run("bench", "--prompts", "1", "-n", "2", "--warmup", "0", "--out", str(tmp_path), *tok).exit_code == 0
+    assert [c for c in loads if c[0] == "tokenizers"] == [("tokenizers", "./base-tok", "./chat-tok")] * 4
+
+
+def test_a_base_served_under_a_short_name_works(tiny, tmp_path):
+    """A base behind an OpenAI-compatible server whose model name is not an HF id or folder: its
+    tokenizer comes from --base-tokenizer (the real loader, a real server on loopback)."""
+    from nudging.serving import serve_in_thread
+    from nudging.serving.plain import create_plain_app
+
+    tiny.base.tokenizer.save_pretrained(tmp_path / "base-tok")
+    tiny.nudger.model.save_pretrained(tmp_path / "chat")
+    tiny.nudger.tokenizer.save_pretrained(tmp_path / "chat")
+    want = tiny.generate("Tell me a story.", gamma=0.5, max_new_tokens=8).text
+    with serve_in_thread(create_plain_app(tiny.base.model, tiny.base.tokenizer, "short")) as url:
+        without = run("generate", "Tell me a story.", "--base", f"{url}#short", "--nudger", str(tmp_path / "chat"), "--json")
+        assert without.exit_code == 2 and "short" in without.output
+        out = run("generate", "Tell me a story.", "-g", "0.5", "-n", "8", "--base", f"{url}#short", "--base-tokenizer", str(tmp_path / "base-tok"), "--nudger", str(tmp_path / "chat"), "--json", "--device", "cpu")
+    assert out.exit_code == 0, out.output
+    assert json.loads(out.stdout)["text"] == want

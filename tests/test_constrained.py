@@ -4,6 +4,7 @@ same mask, outputs that always validate, and the views' matchers following appen
 from __future__ import annotations
 
 import json
+import re
 
 import jsonschema
 import pytest
@@ -159,3 +160,36 @@ def test_bad_formats_fail_up_front(pair: Nudger):
         pair.run(PROMPT, response_format={"type": "lark", "grammar": "start: undefined_rule"})
     with pytest.raises(ConfigError, match="response_format must be a dict"):
         pair.generate(PROMPT, response_format="json")
+
+
+# -- closing within the budget (decoding/closing.py) ---------------------------------------------
+UNBOUNDED = {
+    "type": "object",
+    "properties": {"name": {"type": "string"}, "bio": {"type": "string"}, "tags": {"type": "array", "items": {"type": "string"}}},
+    "required": ["name", "bio", "tags"],
+}
+
+
+@pytest.mark.parametrize("gamma", [0.0, 0.5, 1.5])
+def test_unbounded_schemas_close_within_the_budget(pair: Nudger, gamma):
+    """Strings and arrays without bounds: random models write them until the budget, and main cut
+    the answer mid-value ("length", invalid JSON). The mask steers to a close in time instead."""
+    for budget in (24, 48):
+        res = pair.generate(PROMPT, gamma=gamma, max_new_tokens=budget, response_format={"type": "json_schema", "json_schema": {"name": "p", "schema": UNBOUNDED}})
+        assert res.stats.output_tokens <= budget and res.finish_reason == "stop", res.text
+        jsonschema.validate(json.loads(res.text), UNBOUNDED)
+
+
+def test_a_budget_too_small_to_close_is_reported_as_cut(pair: Nudger):
+    res = pair.generate(PROMPT, gamma=0.5, max_new_tokens=3, response_format={"type": "json_schema", "json_schema": {"name": "p", "schema": UNBOUNDED}})
+    assert res.stats.stop_reason == "length" and res.finish_reason == "length"
+
+
+def test_escaped_slashes_in_patterns(pair: Nudger):
+    """A pattern written with `\\/` (as JSON-schema patterns often are) compiles as a regex format
+    (main: "lexer error") and in a schema, and means a slash."""
+    res = pair.generate(PROMPT, gamma=0.5, max_new_tokens=40, response_format={"type": "regex", "pattern": r"https?:\/\/[a-z]{1,5}\.org"})
+    assert re.fullmatch(r"https?://[a-z]{1,5}\.org", res.text)
+    schema = {"type": "object", "properties": {"path": {"type": "string", "pattern": r"^[a-z]{1,4}\/[0-9]{1,3}$"}}, "required": ["path"]}
+    res = pair.generate(PROMPT, gamma=0.5, max_new_tokens=60, response_format=schema)
+    assert re.fullmatch(r"[a-z]{1,4}/[0-9]{1,3}", json.loads(res.text)["path"])

@@ -128,7 +128,7 @@ def test_chat_usage_and_response_metadata(chat, refs):
     meta = msg.response_metadata
     assert meta["spans"] == [{"text": s.text, "source": s.source} for s in ref.spans]
     assert meta["nudge_share"] == ref.stats.nudge_share
-    assert meta["finish_reason"] == ref.stats.stop_reason
+    assert meta["finish_reason"] == ref.finish_reason and meta["stop_reason"] == ref.stats.stop_reason
     assert meta["model_name"] == chat.model_name
     streamed = None
     for chunk in chat.stream(PROMPTS[0]):

@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 
 import pytest
+from langchain_core.exceptions import OutputParserException
 from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
 from langchain_nudging import ChatNudging
+from langchain_nudging._structured import structured_parser
 from langchain_nudging.chat_models import to_engine_messages
 from nudging import Nudger
 from pydantic import BaseModel, Field
@@ -72,6 +74,44 @@ def test_structured_output(chat: ChatNudging, method):
     assert isinstance(raw["raw"], AIMessage) and isinstance(raw["parsed"], Person) and raw["parsing_error"] is None
     as_dict = chat.with_structured_output(Person.model_json_schema(), method=method).invoke("Describe a person.")
     assert set(as_dict) == {"name", "ok"}
+
+
+@pytest.mark.parametrize("method", ["json_schema", "function_calling"])
+def test_a_cut_answer_raises(pair: Nudger, method):
+    """An answer the budget cut is never a valid-looking object (main's partial-JSON parser returned
+    one for json_schema/json_mode, None for function_calling): OutputParserException, or the error
+    with include_raw."""
+    chat = ChatNudging(nudger=pair, gamma=0.5, max_tokens=4)  # too few ids for a Person to close
+    with pytest.raises(OutputParserException, match="cut by the token budget"):
+        chat.with_structured_output(Person, method=method).invoke("Describe a person.")
+    raw = chat.with_structured_output(Person, method=method, include_raw=True).invoke("Describe a person.")
+    assert raw["parsed"] is None and isinstance(raw["parsing_error"], OutputParserException)
+    assert raw["raw"].response_metadata["finish_reason"] == "length"
+
+
+def test_json_mode_parses_strictly():
+    """json_mode's parser (any object: even "{}" closes in one or two ids, so a real cut is made here)."""
+    parse = structured_parser(None, "json_mode")
+    with pytest.raises(OutputParserException, match="cut by the token budget"):
+        parse(AIMessage('{"name": "Ada", "bio": "Ada Lovel', response_metadata={"finish_reason": "length"}))
+    with pytest.raises(OutputParserException, match="not JSON"):
+        parse(AIMessage('{"name": "Ada", "bio": "Ada Lovel', response_metadata={"finish_reason": "stop"}))
+    assert parse(AIMessage('{"name": "Ada"}', response_metadata={"finish_reason": "stop"})) == {"name": "Ada"}
+
+
+def test_openai_finish_reasons(chat: ChatNudging):
+    """response_metadata["finish_reason"] speaks OpenAI ("stop", "length", "tool_calls"; main: the
+    engine's "eos"); a cut call is an invalid_tool_call, never a tool call."""
+    bound = chat.bind_tools([get_weather], tool_choice="get_weather", parallel_tool_calls=False)
+    msg = bound.invoke("Weather in Paris?")
+    assert msg.response_metadata["finish_reason"] == "tool_calls" and msg.tool_calls
+    cut = bound.invoke("Weather in Paris?", max_tokens=5)
+    assert cut.response_metadata["finish_reason"] == "length" and not cut.tool_calls
+    assert cut.invalid_tool_calls and cut.invalid_tool_calls[0]["error"]
+    streamed = list(bound.stream("Weather in Paris?", max_tokens=5))
+    assert not sum(streamed[1:], streamed[0]).tool_calls and streamed[-1].response_metadata["finish_reason"] == "length"
+    text = chat.invoke("Say hi.", max_tokens=3)
+    assert text.response_metadata["finish_reason"] in ("stop", "length")
 
 
 def test_json_mode(chat: ChatNudging):

@@ -50,3 +50,13 @@ def test_structured_predict(llm: NudgingLLM):
 
     person = llm.structured_predict(Person, PromptTemplate("Describe {who}."), who="a person")
     assert isinstance(person, Person)
+
+
+def test_openai_finish_reasons(llm: NudgingLLM):
+    """additional_kwargs["finish_reason"] is OpenAI's word; a cut call is reported, never selected."""
+    tool = FunctionTool.from_defaults(add, fn_schema=AddArgs)
+    res = llm.chat_with_tools([tool], user_msg="Add 2 and 3.", tool_required=True)
+    assert res.additional_kwargs["finish_reason"] == "tool_calls" and res.raw["finish_reason"] == "tool_calls"
+    cut = llm.chat_with_tools([tool], user_msg="Add 2 and 3.", tool_required=True, max_new_tokens=4)
+    assert cut.additional_kwargs["finish_reason"] == "length" and cut.additional_kwargs["invalid_tool_calls"]
+    assert llm.get_tool_calls_from_response(cut, error_on_no_tool_call=False) == []

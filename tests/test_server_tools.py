@@ -52,12 +52,38 @@ def test_tool_calls_in_openai_format(client, nudger):
 
 
 def test_streamed_tool_call_deltas(client):
+    """Arguments stream as OpenAI's `delta.tool_calls[0].function.arguments` pieces as they are written
+    (main sent the whole call in the last chunk); the first piece names the call."""
     chunks = list(client.chat.completions.create(model="tiny", messages=ASK, tools=TOOLS, tool_choice={"type": "function", "function": {"name": "get_weather"}}, parallel_tool_calls=False, stream=True))
     assert not "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     deltas = [tc for c in chunks if c.choices for tc in (c.choices[0].delta.tool_calls or [])]
-    assert len(deltas) == 1 and deltas[0].index == 0 and deltas[0].function.name == "get_weather"
-    assert set(json.loads(deltas[0].function.arguments)) == {"city"}
+    assert len(deltas) > 2 and {d.index for d in deltas} == {0}
+    assert deltas[0].function.name == "get_weather" and deltas[0].id.startswith("call_") and all(d.id is None for d in deltas[1:])
+    assert set(json.loads("".join(d.function.arguments for d in deltas))) == {"city"}
     assert chunks[-1].choices[0].finish_reason == "tool_calls"
+
+
+def test_stream_helper_equals_the_whole_answer(client):
+    """The openai client's stream helper assembles the same message as a request without streaming."""
+    kwargs = dict(model="tiny", messages=ASK, tools=TOOLS, tool_choice="required", parallel_tool_calls=False)
+    whole = client.chat.completions.create(**kwargs).choices[0]
+    with client.chat.completions.stream(**kwargs) as stream:
+        events = [e.type for e in stream]
+        final = stream.get_final_completion().choices[0]
+    assert events.count("tool_calls.function.arguments.delta") > 1
+    assert final.finish_reason == whole.finish_reason == "tool_calls" and not final.message.content
+    assert [(c.function.name, c.function.arguments) for c in final.message.tool_calls] == [(c.function.name, c.function.arguments) for c in whole.message.tool_calls]
+
+
+def test_a_call_cut_by_the_budget_is_reported_not_returned(client):
+    """finish_reason "length", no valid-looking call, the cut call in `nudging.invalid_tool_calls`;
+    its text never becomes content (main returned the raw block as content)."""
+    r = client.chat.completions.create(model="tiny", messages=ASK, tools=TOOLS, tool_choice="required", max_tokens=6)
+    choice = r.choices[0]
+    assert choice.finish_reason == "length" and not choice.message.tool_calls
+    assert "<tool_call>" not in (choice.message.content or "")
+    (bad,) = r.model_extra["nudging"]["invalid_tool_calls"]
+    assert "ended inside" in bad["error"]
 
 
 def test_tool_results_round_trip(client):

@@ -89,7 +89,7 @@ def test_eval_tools_command_writes_the_table(pair, tmp_path, monkeypatch):
     from nudging.cli.eval_tools import eval_tools_command
     from typer.testing import CliRunner
 
-    monkeypatch.setattr(cli.common, "load_nudger", lambda base, nudger, device, compile=None, dtype="auto": pair)
+    monkeypatch.setattr(cli.common, "load_nudger", lambda base, nudger, device, compile=None, dtype="auto", **tokenizers: pair)
     app = typer.Typer()
     app.command()(eval_tools_command)
     result = CliRunner().invoke(app, ["--limit", "1", "-n", "8", "-g", "0.5", "--out", str(tmp_path)])

@@ -10,9 +10,10 @@ import jsonschema
 import pytest
 from nudging import Nudger
 from nudging.errors import ConfigError
-from nudging.prompts import chat_prompt
 from nudging.config import BaseTemplate
-from nudging.tools import could_be_call, parse_tool_calls
+from nudging.decoding.grammar import Matcher, tool_grammar
+from nudging.prompts import chat_prompt
+from nudging.tools import CallFilter, check_tools, parse_tool_calls
 
 WEATHER = {
     "type": "function",
@@ -70,10 +71,11 @@ def test_named_choice_and_single_call(pair: Nudger):
 def test_auto_gives_text_or_calls(pair: Nudger):
     for gamma in (0.0, 0.5, 1.5):
         res = pair.generate("Say hello.", gamma=gamma, tools=TOOLS, tool_choice="auto", max_new_tokens=30)
+        assert "<tool_call>" not in res.content
         if res.tool_calls:
             check_calls(res)
-        else:
-            assert not res.text.startswith("<") and res.content == res.text
+        elif "<tool_call>" not in res.text:
+            assert res.content == res.text
 
 
 def test_unconstrained_keeps_prompts_and_parsing(pair: Nudger):
@@ -112,11 +114,107 @@ def test_native_template_tools(tokenizers):
 
 def test_parse_and_stream_helpers():
     text = 'Sure.\n<tool_call>\n{"name": "add", "arguments": {"a": 1, "b": 2}}\n</tool_call>\n<tool_call>\n{"name": "nope", "arguments": {}}\n</tool_call>'
-    content, calls = parse_tool_calls(text, tuple(TOOLS))
+    content, calls, invalid = parse_tool_calls(text, tuple(TOOLS))
     assert [c["function"]["name"] for c in calls] == ["add"] and json.loads(calls[0]["function"]["arguments"]) == {"a": 1, "b": 2}
-    assert content.startswith("Sure.")
-    assert parse_tool_calls("plain text", tuple(TOOLS)) == ("plain text", [])
-    assert could_be_call("") and could_be_call("<tool") and could_be_call("<tool_call>\n{") and not could_be_call("Hello")
+    assert content == "Sure." and [c["function"]["name"] for c in invalid] == ["nope"] and "not one of the given tools" in invalid[0]["error"]
+    assert parse_tool_calls("plain text", tuple(TOOLS)) == ("plain text", [], [])
+
+
+def test_calls_are_validated_against_their_schema():
+    """A call that misses a required argument is reported as invalid, never returned as a call
+    (main parsed it: get_weather without its `city`)."""
+    text = 'Let me check.\n<tool_call>\n{"name": "get_weather", "arguments": {"town": 5}}\n</tool_call>'
+    content, calls, invalid = parse_tool_calls(text, tuple(TOOLS))
+    assert calls == [] and content == "Let me check."
+    (bad,) = invalid
+    assert bad["function"] == {"name": "get_weather", "arguments": '{"town": 5}'} and "'city' is a required property" in bad["error"]
+    content, calls, invalid = parse_tool_calls(text[:-30], tuple(TOOLS))  # cut inside the call
+    assert calls == [] and content == "Let me check." and "ended inside" in invalid[0]["error"]
+
+
+AUTO = [
+    ("Hello there, no tool needed.", True),
+    ('Let me check.\n<tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris"}}\n</tool_call>', True),
+    ('<tool_call>\n{"name": "add", "arguments": {"a": 1, "b": 2}}\n</tool_call>\n<tool_call>\n{"name": "add", "arguments": {"a": 3, "b": 4}}\n</tool_call>', True),
+    ("a <tool_callx, a <tool_call", True),
+    ('The result is 45.\n\nThe code is:\n<tool_call>\n{"name": "add", "arguments": {...}}\n</tool_call>', False),
+    ('10 units\n<tool_call>\n{"name": "get_weather", "arguments": {"town": 5}}\n</tool_call>', False),
+    ("Say <tool_call> once", False),
+]
+
+
+@pytest.mark.parametrize(("text", "ok"), AUTO)
+def test_auto_never_leaks_a_call(tokenizers, text, ok):
+    """Under "auto" the answer is text without the opener, then calls: once `<tool_call>` is written
+    the grammar constrains the call (main let any text that did not start with "<" write free calls)."""
+    for tok in tokenizers:
+        m = Matcher(tool_grammar(TOOLS, "auto", True), tok, frozenset({tok.eos_token_id}))
+        ids = tok.encode(text, add_special_tokens=False)
+        whole = m.valid_prefix(ids) == len(ids)
+        if whole:
+            m.consume(ids)
+        assert (whole and m.accepting) == ok
+
+
+def test_stream_splits_as_the_whole_answer():
+    """Streamed content and calls add up to what the whole answer parses into, whatever the deltas."""
+    tools = tuple(TOOLS)
+    for text in [a for a, _ in AUTO] + ["Hi.\n\n", 'Ok <tool_cal\n<tool_call>\n{"name": "add", "arguments": {"a": 1, "b": 23}}\n</tool_call>']:
+        content, calls, _ = parse_tool_calls(text, tools)
+        for step in (1, 3, 7):
+            for live in (True, False):
+                split = CallFilter(True, tools, live=live)
+                shown, args = "", {}
+                outs = [split.feed(text[i : i + step]) for i in range(0, len(text), step)]
+                outs.append(split.finish(type("R", (), {"content": content})()))
+                for piece_text, pieces in outs:
+                    shown += piece_text
+                    for p in pieces:
+                        args[p["index"]] = args.get(p["index"], "") + p["arguments"]
+                assert shown == content, (text, step)
+                valid = [c["function"]["arguments"] for c in calls]
+                assert (list(args.values())[: len(valid)] if live else list(args.values())) == valid
+
+
+def test_none_means_no_tool_prompt_and_no_parsing(pair: Nudger):
+    """tool_choice "none": neither prompt describes the tools, nothing is parsed (an agent forcing a
+    final answer gets text back)."""
+    res = pair.generate("Weather in Paris?", tools=TOOLS, tool_choice="none", max_new_tokens=5)
+    assert not any("get_weather" in p or "<tool_call>" in p for p in res.prompts.values())
+    assert res.tool_calls == [] and res.content == res.text and res.stats.mask_seconds == 0
+
+
+def test_nested_defs_compile_and_validate(pair: Nudger):
+    """What the openai SDK's `pydantic_function_tool` sends: `$defs` with `$ref`s, which must still
+    resolve once the parameters sit inside the call schema (main: "Pointer '/$defs/Addr' does not exist")."""
+    from openai import pydantic_function_tool
+    from pydantic import BaseModel, Field
+
+    class Addr(BaseModel):
+        city: str = Field(max_length=6)
+
+    class Person(BaseModel):
+        home: Addr
+        work: Addr | None = None
+
+    tools = [pydantic_function_tool(Person), ADD]
+    res = pair.generate("Where?", gamma=0.5, tools=tools, tool_choice="required", parallel_tool_calls=False, max_new_tokens=60)
+    for c in res.tool_calls:
+        assert check_tools(tools) and c["function"]["name"] in ("Person", "add")
+        if c["function"]["name"] == "Person":
+            Person.model_validate_json(c["function"]["arguments"])
+
+
+def test_all_of_branches_compile(pair: Nudger):
+    """allOf object branches: each closed on its own was unsatisfiable; their union is closed instead."""
+    both = {"type": "object", "allOf": [{"properties": {"a": {"type": "integer", "minimum": 0, "maximum": 9}}, "required": ["a"]}, {"properties": {"b": {"type": "boolean"}}, "required": ["b"]}]}
+    tool = {"type": "function", "function": {"name": "f", "parameters": both}}
+    res = pair.generate("Call f.", gamma=0.5, tools=[tool], tool_choice="required", parallel_tool_calls=False, max_new_tokens=60)
+    assert res.stats.stop_reason == "eos"
+    (call,) = res.tool_calls
+    args = json.loads(call["function"]["arguments"])
+    jsonschema.validate(args, both)
+    assert set(args) == {"a", "b"}
 
 
 def test_bad_tools_fail_up_front(pair: Nudger):

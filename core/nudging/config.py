@@ -84,6 +84,10 @@ class NudgingConfig:
         models (nudging/tools.py); the answer is parsed into `Result.tool_calls`. tool_choice:
         "auto" (text or calls), "required" (or "any"), "none", or a tool name / {"type": "function",
         "function": {"name": ...}}. When constrained, a grammar forces well-formed calls.
+    tool_opener: who writes the first word of an answer to a request with tools under tool_choice
+        "auto" in a nudged run (0 < gamma <= 1), where the call-or-text decision is made: "policy"
+        (the gamma rule, as everywhere else), "nudger" or "base" (measured in
+        benchmarks/tools/decision.py; gamma 0 and gamma > 1 keep one writer whatever it says).
     constrained: False keeps tools/response_format in the prompts and parsing but masks nothing
         (the unconstrained baseline of the measurements).
     drafter: drafts for the base's own stretches, verified in the forward that runs the base's
@@ -114,6 +118,7 @@ class NudgingConfig:
     tools: Any = None
     tool_choice: Any = None
     parallel_tool_calls: bool = True
+    tool_opener: str = "policy"
     constrained: bool = True
     drafter: Any = field(default="ngram", compare=False)
     draft_max: int = 8
@@ -149,6 +154,8 @@ class NudgingConfig:
         if self.tools is not None:
             object.__setattr__(self, "tools", check_tools(self.tools) or None)
         object.__setattr__(self, "tool_choice", check_tool_choice(self.tool_choice, self.tools or ()))
+        if self.tool_opener not in ("policy", "nudger", "base"):
+            raise ConfigError(f"tool_opener must be 'policy', 'nudger' or 'base', got {self.tool_opener!r}")
         # Build both sampling params now so bad values fail here, not mid-generation.
         self.base_sampling
         self.nudger_sampling

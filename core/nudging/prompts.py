@@ -9,7 +9,7 @@ from typing import Any, Sequence
 
 from .config import BaseTemplate, NudgingConfig
 from .errors import InputError
-from .tools import render_calls, render_tool_result, tools_system_text
+from .tools import base_tools_turns, offered, render_calls, render_tool_result, tools_system_text
 
 
 @dataclass(frozen=True)
@@ -132,10 +132,13 @@ def _native_turn(m: dict[str, Any]) -> dict[str, Any]:
 
 def plain_prompt(messages: list[dict[str, Any]], template: BaseTemplate, tools: Any = None, tool_choice: Any = None) -> str:
     """The base's prompt: `{system}\\n{question prefix}{question}\\n{answer prefix}`, turn by turn
-    (tools described in the system text, calls and results written out as text)."""
-    messages = as_text_turns(messages)
+    (calls and results written out as text). Tools make it a document the base continues: their
+    listing after the system text, then a worked question -> call turn (tools.base_tools_turns)."""
     if tools:
-        messages = with_system(messages, tools_system_text(tools, tool_choice))
+        header, worked = base_tools_turns(tools, tool_choice)
+        system = [m for m in messages if m["role"] == "system"]
+        messages = with_system(system, header) + worked + [m for m in messages if m["role"] != "system"]
+    messages = as_text_turns(messages)
     lines: list[str] = []
     system = "\n\n".join(m["content"] for m in messages if m["role"] == "system")
     if system:
@@ -168,9 +171,10 @@ def build_prompts(base: Any, nudger: Any, prompt: Prompt, config: NudgingConfig)
         texts = {"base": prompt.text, "nudger": prompt.text}
         return texts, (encode_literal(base.tokenizer, prompt.text, add_special_tokens=True), encode_literal(nudger.tokenizer, prompt.text, add_special_tokens=True))
     messages = to_messages(prompt, config.system)
+    tools = offered(config)  # tool_choice "none": no tool prompt
     texts = {
-        "base": plain_prompt(messages, config.base_template, config.tools, config.tool_choice),
-        "nudger": chat_prompt(nudger.tokenizer, messages, config.base_template, config.tools, config.tool_choice),
+        "base": plain_prompt(messages, config.base_template, tools, config.tool_choice),
+        "nudger": chat_prompt(nudger.tokenizer, messages, config.base_template, tools, config.tool_choice),
     }
     # plain text: the tokenizer's default specials (BOS), nothing in the text itself is special
     base_ids = encode_literal(base.tokenizer, texts["base"], add_special_tokens=True)
@@ -195,7 +199,7 @@ def _encode_chat(tokenizer: Any, messages: list[dict[str, Any]], rendered: str, 
     if not any(sp in m["content"] for m in messages for sp in specials):
         return tokenizer.encode(rendered, add_special_tokens=False)  # chat templates carry their own BOS
     holders = [{**m, "content": f"\ue000{i}\ue001"} for i, m in enumerate(messages)]
-    parts = re.split("\ue000(\\d+)\ue001", chat_prompt(tokenizer, holders, config.base_template, config.tools, config.tool_choice))
+    parts = re.split("\ue000(\\d+)\ue001", chat_prompt(tokenizer, holders, config.base_template, offered(config), config.tool_choice))
     if "".join(messages[int(p)]["content"] if i % 2 else p for i, p in enumerate(parts)) != rendered:
         raise InputError("a message contains special-token text that the nudger's chat template does not keep verbatim")
     ids: list[int] = []

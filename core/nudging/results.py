@@ -47,8 +47,10 @@ class Stats:
 
 @dataclass
 class Result:
-    """`text` is everything generated (spans join to it). With tools, `tool_calls` holds the calls
-    parsed from it in OpenAI's form and `content` the text outside them (else content == text)."""
+    """`text` is everything generated (spans join to it). With tools, `tool_calls` holds the valid
+    calls parsed from it in OpenAI's form, `invalid_tool_calls` the others (each with an "error":
+    cut by the budget, or arguments that do not match the tool's schema), and `content` the text
+    before the calls (else content == text)."""
 
     text: str
     spans: list[Span]
@@ -56,10 +58,19 @@ class Result:
     prompts: dict[str, str] = field(default_factory=dict)
     tool_calls: list[dict[str, Any]] = field(default_factory=list)
     content: str | None = None
+    invalid_tool_calls: list[dict[str, Any]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if self.content is None:
             self.content = self.text
+
+    @property
+    def finish_reason(self) -> Literal["stop", "length", "tool_calls"]:
+        """OpenAI's finish reason: "length" when the budget or a context window cut the answer
+        (constrained output may then be incomplete), "tool_calls" when it holds calls, else "stop"."""
+        if self.stats.stop_reason == "length":
+            return "length"
+        return "tool_calls" if self.tool_calls else "stop"
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -69,6 +80,8 @@ class Result:
             "prompts": dict(self.prompts),
             "tool_calls": list(self.tool_calls),
             "content": self.content,
+            "invalid_tool_calls": list(self.invalid_tool_calls),
+            "finish_reason": self.finish_reason,
         }
 
 

@@ -129,10 +129,12 @@ class NudgingParams(BaseModel):
 
 
 def result_metadata(result: Result) -> dict[str, Any]:
-    """Provenance and counts of one generation, as plain data (spans as dicts, stats, exact prompts)."""
+    """Provenance and counts of one generation, as plain data (spans as dicts, stats, exact prompts).
+    `finish_reason` is OpenAI's ("stop", "length", "tool_calls"); `stop_reason` the engine's own."""
     data = result.to_dict()
     return {
-        "finish_reason": result.stats.stop_reason,
+        "finish_reason": result.finish_reason,
+        "stop_reason": result.stats.stop_reason,
         "nudge_share": result.stats.nudge_share,
         "spans": data["spans"],
         "stats": data["stats"],

@@ -25,19 +25,19 @@ from langchain_core.messages import (
     ToolMessage,
 )
 from langchain_core.messages.ai import UsageMetadata
-from langchain_core.messages.tool import tool_call, tool_call_chunk
-from langchain_core.output_parsers import JsonOutputParser, PydanticOutputParser
+from langchain_core.messages.tool import invalid_tool_call, tool_call, tool_call_chunk
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult, LLMResult
-from langchain_core.runnables import Runnable, RunnableConfig, RunnableMap, RunnablePassthrough
+from langchain_core.runnables import Runnable, RunnableConfig, RunnableLambda, RunnableMap, RunnablePassthrough
 from langchain_core.runnables.config import get_config_list
 from langchain_core.tools import BaseTool
 from langchain_core.utils.function_calling import convert_to_json_schema, convert_to_openai_tool
 from langchain_core.utils.pydantic import is_basemodel_subclass
 from langchain_core.utils.utils import LC_ID_PREFIX
 from nudging import Result
-from nudging.tools import CallFilter
+from nudging.tools import CallFilter, offered
 
 from ._common import NudgingParams, result_metadata
+from ._structured import structured_parser
 
 _ROLES: dict[type[BaseMessage], str] = {SystemMessage: "system", HumanMessage: "user", AIMessage: "assistant", ToolMessage: "tool"}
 
@@ -78,6 +78,11 @@ def to_engine_messages(messages: Sequence[BaseMessage]) -> list[dict[str, str]]:
 
 def _lc_calls(result: Result) -> list[Any]:
     return [tool_call(name=c["function"]["name"], args=json.loads(c["function"]["arguments"]), id=c["id"]) for c in result.tool_calls]
+
+
+def _lc_invalid(result: Result) -> list[Any]:
+    """Calls the model wrote that are not valid (cut by the budget, bad arguments), with their error."""
+    return [invalid_tool_call(name=c["function"]["name"], args=c["function"]["arguments"], id=c["id"], error=c["error"]) for c in result.invalid_tool_calls]
 
 
 def _usage(result: Result) -> UsageMetadata:
@@ -125,19 +130,29 @@ class ChatNudging(NudgingParams, BaseChatModel):
         return {"model_name": self.model_name, **result_metadata(result)}
 
     def _message(self, result: Result) -> AIMessage:
-        return AIMessage(content=result.content, tool_calls=_lc_calls(result), usage_metadata=_usage(result), response_metadata=self._metadata(result))
+        return AIMessage(
+            content=result.content, tool_calls=_lc_calls(result), invalid_tool_calls=_lc_invalid(result), usage_metadata=_usage(result), response_metadata=self._metadata(result)
+        )
 
-    def _last_chunk(self, result: Result, held: str) -> ChatGenerationChunk:
-        # Usage and metadata ride on one closing chunk so that summing chunks counts them once;
-        # so do the tool calls, known once the answer is complete.
-        chunks = [
-            tool_call_chunk(name=c["function"]["name"], args=c["function"]["arguments"], id=c["id"], index=i)
-            for i, c in enumerate(result.tool_calls)
-        ]
+    @staticmethod
+    def _chunk(text: str, pieces: list[dict[str, Any]]) -> ChatGenerationChunk | None:
+        """A streamed chunk: content, and each call whole once it is complete and valid (a partial
+        call would be parsed by LangChain as a valid-looking one)."""
+        if not (text or pieces):
+            return None
+        calls = [tool_call_chunk(name=p["name"], args=p["arguments"], id=p["id"], index=p["index"]) for p in pieces]
+        return ChatGenerationChunk(message=AIMessageChunk(content=text, tool_call_chunks=calls))
+
+    def _last_chunk(self, result: Result, calls: CallFilter) -> ChatGenerationChunk:
+        # Usage and metadata ride on one closing chunk so that summing chunks counts them once.
+        # Calls that were not valid are never streamed: the metadata lists them (and says "length" when cut).
+        held, pieces = calls.finish(result)
+        chunks = [tool_call_chunk(name=p["name"], args=p["arguments"], id=p["id"], index=p["index"]) for p in pieces]
+        meta = self._metadata(result)
+        if result.invalid_tool_calls:
+            meta["invalid_tool_calls"] = _lc_invalid(result)
         return ChatGenerationChunk(
-            message=AIMessageChunk(
-                content=held, tool_call_chunks=chunks, chunk_position="last", usage_metadata=_usage(result), response_metadata=self._metadata(result)
-            )
+            message=AIMessageChunk(content=held, tool_call_chunks=chunks, chunk_position="last", usage_metadata=_usage(result), response_metadata=meta)
         )
 
     def bind_tools(
@@ -167,21 +182,24 @@ class ChatNudging(NudgingParams, BaseChatModel):
     ) -> Runnable[Any, Any]:
         """Answers as `schema` (a Pydantic model, TypedDict, or JSON schema), always valid under
         constraints: "function_calling" forces a call of a tool shaped like the schema,
-        "json_schema" constrains the text to the schema, "json_mode" to any JSON object."""
-        if method == "function_calling":
-            return super().with_structured_output(schema, include_raw=include_raw, **kwargs)
+        "json_schema" constrains the text to the schema, "json_mode" to any JSON object. An answer
+        the budget cut (finish_reason "length") or that does not validate raises
+        OutputParserException (with include_raw: returned as "parsing_error"), never a partial object."""
         if kwargs:
             raise ValueError(f"Received unsupported arguments {kwargs}")
         pydantic = isinstance(schema, type) and is_basemodel_subclass(schema)
-        if method == "json_schema":
+        if method == "function_calling":
+            tool = convert_to_openai_tool(schema)
+            llm = self.bind_tools([tool], tool_choice=tool["function"]["name"], parallel_tool_calls=False, ls_structured_output_format={"kwargs": {"method": method}, "schema": tool})
+        elif method == "json_schema":
             js = schema.model_json_schema() if pydantic else convert_to_json_schema(schema)
             fmt = {"type": "json_schema", "json_schema": {"name": js.get("title", "output"), "schema": js}}
+            llm = self.bind(response_format=fmt, ls_structured_output_format={"kwargs": {"method": method}, "schema": schema})
         elif method == "json_mode":
-            fmt = {"type": "json_object"}
+            llm = self.bind(response_format={"type": "json_object"}, ls_structured_output_format={"kwargs": {"method": method}, "schema": schema})
         else:
             raise ValueError(f"method must be 'function_calling', 'json_schema' or 'json_mode', got {method!r}")
-        llm = self.bind(response_format=fmt, ls_structured_output_format={"kwargs": {"method": method}, "schema": schema})
-        parser = PydanticOutputParser(pydantic_object=schema) if pydantic else JsonOutputParser()
+        parser = RunnableLambda(structured_parser(schema, method))
         if not include_raw:
             return llm | parser
         parsed = RunnablePassthrough.assign(parsed=itemgetter("raw") | parser, parsing_error=lambda _: None)
@@ -199,22 +217,28 @@ class ChatNudging(NudgingParams, BaseChatModel):
     # BaseChatModel fires on_llm_new_token for each chunk itself, so these only yield.
     def _stream(self, messages: list[BaseMessage], stop: list[str] | None = None, run_manager: CallbackManagerForLLMRun | None = None, **kwargs: Any) -> Iterator[ChatGenerationChunk]:
         params = self.engine_overrides(stop, kwargs)
-        calls = CallFilter(bool(params.get("tools")))
+        calls = self._call_filter(params)
         with self.nudger.stream(to_engine_messages(messages), **params) as stream:
             for event in stream:
-                if text := calls.feed(event.text):
-                    yield ChatGenerationChunk(message=AIMessageChunk(content=text))
+                if chunk := self._chunk(*calls.feed(event.text)):
+                    yield chunk
         assert stream.result is not None
-        yield self._last_chunk(stream.result, calls.finish(stream.result))
+        yield self._last_chunk(stream.result, calls)
 
     async def _astream(self, messages: list[BaseMessage], stop: list[str] | None = None, run_manager: AsyncCallbackManagerForLLMRun | None = None, **kwargs: Any) -> AsyncIterator[ChatGenerationChunk]:
         params = self.engine_overrides(stop, kwargs)
-        calls = CallFilter(bool(params.get("tools")))
+        calls = self._call_filter(params)
         async for item in self.nudger.astream(to_engine_messages(messages), **params):
             if isinstance(item, Result):
-                yield self._last_chunk(item, calls.finish(item))
-            elif text := calls.feed(item.text):
-                yield ChatGenerationChunk(message=AIMessageChunk(content=text))
+                yield self._last_chunk(item, calls)
+            elif chunk := self._chunk(*calls.feed(item.text)):
+                yield chunk
+
+    def _call_filter(self, params: dict[str, Any]) -> CallFilter:
+        """Splits this call's stream into content and tool calls, as the engine parses the whole answer."""
+        cfg = self.nudger.config.merged(**params)
+        tools = offered(cfg) or ()
+        return CallFilter(bool(tools), tools)
 
     def get_num_tokens_from_messages(self, messages: list[BaseMessage], tools: Sequence[Any] | None = None) -> int:
         """The ids of the base model's prompt for `messages` (what `usage_metadata.input_tokens` counts)."""

@@ -36,6 +36,8 @@ def bench(
     out_dir: Annotated[str, typer.Option("--out", help="Folder for bench.json and bench.png.")] = "benchmarks/results",
     device: DeviceOpt = None,
     dtype: common.DtypeOpt = "auto",
+    base_tokenizer: common.BaseTokenizerOpt = None,
+    nudger_tokenizer: common.NudgerTokenizerOpt = None,
     random_pair: Annotated[str | None, typer.Option("--random-pair", help="Random-weight Llama shapes BASE,NUDGER instead of real models, e.g. 8b,1b (speed only).")] = None,
     tokenizer: Annotated[str, typer.Option("--tokenizer", help="Tokenizer for --random-pair (a chat tokenizer: HF id, folder or embedded:nudger).")] = EMBEDDED_NUDGER,
     batch: Annotated[str | None, typer.Option("--batch", help="Batch sizes, e.g. 1,4,16: total tokens/s of batched nudging vs the base's batched generate (writes batch.json/png) instead of the one-prompt ratio.")] = None,
@@ -62,7 +64,7 @@ def bench(
             fail(str(exc))
         base, nudger = shapes
     else:
-        model = common.load_nudger(base, nudger, device, dtype=dtype)
+        model = common.load_nudger(base, nudger, device, dtype=dtype, base_tokenizer=base_tokenizer, nudger_tokenizer=nudger_tokenizer)
     out = Console()
     if batch:
         _bench_batch(model, batch, configs[0], Path(out_dir), out)

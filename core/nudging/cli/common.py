@@ -54,6 +54,14 @@ DtypeOpt = Annotated[
     str,
     typer.Option("--dtype", help="Weights dtype: auto (float32 on the CPU, bfloat16 on CUDA), float32, bfloat16 or float16. bfloat16 nearly halves a CPU forward where the CPU supports it (README Benchmarks); outputs then differ from float32."),
 ]
+BaseTokenizerOpt = Annotated[
+    str | None,
+    typer.Option("--base-tokenizer", help="The base's tokenizer (HF id, folder, .gguf file or embedded:base) when the base spec does not name one, e.g. a base on vLLM served under a short name: --base http://host:8000/v1#gemma-3-270m. Default: the base's own."),
+]
+NudgerTokenizerOpt = Annotated[
+    str | None,
+    typer.Option("--nudger-tokenizer", help="The nudger's tokenizer, as --base-tokenizer is the base's (for a nudger behind a server). Default: the nudger's own."),
+]
 PolicyOpt = Annotated[str | None, typer.Option("--policy", help="Learned policy file (from `nudging train-policy`): it decides where the nudger writes, instead of --gamma.")]
 
 
@@ -96,7 +104,17 @@ def build_config(
         raise typer.BadParameter(str(exc)) from None
 
 
-def load_pair(base: str, nudger: str, device: str | None = None, *, console: Console | None = None, compile: bool | None = None, dtype: str = "auto") -> Nudger:
+def load_pair(
+    base: str,
+    nudger: str,
+    device: str | None = None,
+    *,
+    console: Console | None = None,
+    compile: bool | None = None,
+    dtype: str = "auto",
+    base_tokenizer: str | None = None,
+    nudger_tokenizer: str | None = None,
+) -> Nudger:
     """Load the model pair with a spinner; raises ModelLoadError for a missing model or package.
 
     GGUF files (and the embedded pair) are converted before the spinner starts: the first
@@ -106,8 +124,9 @@ def load_pair(base: str, nudger: str, device: str | None = None, *, console: Con
 
     hf_logging.disable_progress_bar()  # the spinner says it; per-file bars would interleave with it
     specs = [_converted(spec) for spec in (base, nudger)]
+    tokenizers = [None if tok is None else _converted(tok) for tok in (base_tokenizer, nudger_tokenizer)]
     with (console or Console(stderr=True)).status(f"Loading {base} (base) and {nudger} (nudger)…"):
-        return Nudger.from_pretrained(*specs, device_map=device, compile=compile, dtype=dtype)
+        return Nudger.from_pretrained(*specs, base_tokenizer=tokenizers[0], nudger_tokenizer=tokenizers[1], device_map=device, compile=compile, dtype=dtype)
 
 
 def _converted(spec: str) -> str:
@@ -119,10 +138,19 @@ def _converted(spec: str) -> str:
     return spec
 
 
-def load_nudger(base: str, nudger: str, device: str | None, compile: bool | None = None, dtype: str = "auto") -> Nudger:
+def load_nudger(
+    base: str,
+    nudger: str,
+    device: str | None,
+    compile: bool | None = None,
+    dtype: str = "auto",
+    *,
+    base_tokenizer: str | None = None,
+    nudger_tokenizer: str | None = None,
+) -> Nudger:
     """The commands' model loader (tests replace it): `load_pair`, with load errors as user errors."""
     try:
-        return load_pair(base, nudger, device, compile=compile, dtype=dtype)
+        return load_pair(base, nudger, device, compile=compile, dtype=dtype, base_tokenizer=base_tokenizer, nudger_tokenizer=nudger_tokenizer)
     except NudgingError as exc:
         fail(str(exc))
 

@@ -17,12 +17,14 @@ from .common import (
     DEFAULTS,
     BaseOnlyOpt,
     BaseOpt,
+    BaseTokenizerOpt,
     CompileOpt,
     DeviceOpt,
     DtypeOpt,
     GammaOpt,
     MaxNewTokensOpt,
     NudgerOpt,
+    NudgerTokenizerOpt,
     PolicyOpt,
     SeedOpt,
     StopOpt,
@@ -52,6 +54,8 @@ def generate(
     device: DeviceOpt = None,
     compile: CompileOpt = None,
     dtype: DtypeOpt = "auto",
+    base_tokenizer: BaseTokenizerOpt = None,
+    nudger_tokenizer: NudgerTokenizerOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the Result as JSON (text, spans, stats, prompts) and nothing else.")] = False,
     stream: StreamOpt = True,
     base_only: BaseOnlyOpt = False,
@@ -61,7 +65,7 @@ def generate(
     if not prompt.strip():
         raise typer.BadParameter("the prompt is empty", param_hint="PROMPT")
     config = build_config(gamma=gamma, max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, seed=seed, stop=stop, system=system, base_only=base_only, policy=policy)
-    model = common.load_nudger(base, nudger, device, compile, dtype)
+    model = common.load_nudger(base, nudger, device, compile, dtype, base_tokenizer=base_tokenizer, nudger_tokenizer=nudger_tokenizer)
     if as_json:
         try:
             result = model.generate(prompt, config)
@@ -88,13 +92,15 @@ def chat(
     device: DeviceOpt = None,
     compile: CompileOpt = None,
     dtype: DtypeOpt = "auto",
+    base_tokenizer: BaseTokenizerOpt = None,
+    nudger_tokenizer: NudgerTokenizerOpt = None,
     stream: StreamOpt = True,
     base_only: BaseOnlyOpt = False,
     policy: PolicyOpt = None,
 ) -> None:
     """Multi-turn chat on stdin: each answer sees the whole conversation. /reset forgets it, /exit quits."""
     config = build_config(gamma=gamma, max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, seed=seed, stop=stop, system=system, base_only=base_only, policy=policy)
-    model = common.load_nudger(base, nudger, device, compile, dtype)
+    model = common.load_nudger(base, nudger, device, compile, dtype, base_tokenizer=base_tokenizer, nudger_tokenizer=nudger_tokenizer)
     out = Console()
     out.print(Text.assemble(legend(), " · /reset clears the conversation, /exit quits"))
     history: list[dict[str, str]] = []

@@ -42,6 +42,8 @@ def serve(
     policy: PolicyOpt = None,
     compile: common.CompileOpt = None,
     dtype: common.DtypeOpt = "auto",
+    base_tokenizer: common.BaseTokenizerOpt = None,
+    nudger_tokenizer: common.NudgerTokenizerOpt = None,
 ) -> None:
     """Serve over an OpenAI-compatible HTTP API: /v1/chat/completions and /v1/completions (streaming), /v1/models, /health, /metrics, and a playground page at /."""
     from ..serving.app import Limits, create_app, create_plain_app, run_server
@@ -58,5 +60,5 @@ def serve(
     else:
         config = build_config(gamma=gamma, max_new_tokens=DEFAULTS.max_new_tokens, temperature=DEFAULTS.temperature, top_p=DEFAULTS.top_p, seed=None, stop=None, system=None, policy=policy)
         limits = Limits(max_tokens=max_tokens, timeout=request_timeout)
-        application = create_app(common.load_nudger(base, nudger, device, compile, dtype), config=config, model_name=model_name or "nudging", max_queue=max_queue, max_batch=max_batch, limits=limits, api_key=api_key, allowed_origins=origins)
+        application = create_app(common.load_nudger(base, nudger, device, compile, dtype, base_tokenizer=base_tokenizer, nudger_tokenizer=nudger_tokenizer), config=config, model_name=model_name or "nudging", max_queue=max_queue, max_batch=max_batch, limits=limits, api_key=api_key, allowed_origins=origins)
     run_server(application, host, port)

@@ -11,6 +11,7 @@ over the allowed ones.
 from __future__ import annotations
 
 import json
+import re
 import time
 import weakref
 from typing import Any
@@ -19,7 +20,8 @@ import numpy as np
 import torch
 
 from ..errors import ConfigError
-from ..tools import call_schema
+from ..tools import OPENER, call_schema
+from .closing import Closer
 
 # JSON written one way: ", " and ": " separators, no other whitespace. Keeps small models from
 # looping on newlines, and the spaces give the nudger word boundaries to hand back at.
@@ -31,7 +33,8 @@ _TOKENIZERS: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
 def closed(schema: Any) -> Any:
     """The schema with every object that lists `properties` closed (`additionalProperties: false`
     unless it says otherwise), as OpenAI's strict mode: output still validates against the original,
-    and small models cannot wander off into invented keys."""
+    and small models cannot wander off into invented keys. The branches of an `allOf` stay open
+    (each would forbid the others' keys); their parent is closed over all their keys instead."""
     if isinstance(schema, list):
         return [closed(s) for s in schema]
     if not isinstance(schema, dict):
@@ -40,9 +43,24 @@ def closed(schema: Any) -> Any:
     for k in ("properties", "$defs", "definitions", "patternProperties"):
         if isinstance(schema.get(k), dict):
             out[k] = {name: closed(s) for name, s in schema[k].items()}
-    if "properties" in schema and "additionalProperties" not in schema:
+    branches = schema.get("allOf")
+    if isinstance(branches, list):
+        out["allOf"] = [_open(b) for b in out["allOf"]]
+        keys = [b.get("properties") for b in branches if isinstance(b, dict)]
+        if len(keys) != len(branches) or not all(isinstance(k, dict) for k in keys) or "additionalProperties" in schema:
+            return out  # a branch we cannot see into ($ref, anyOf, ...): leave the parent open
+        out["properties"] = {**{name: True for k in keys for name in k}, **out.get("properties", {})}
+        out["additionalProperties"] = False
+    elif "properties" in schema and "additionalProperties" not in schema:
         out["additionalProperties"] = False
     return out
+
+
+def _open(branch: Any) -> Any:
+    """An allOf branch as `closed` made it, minus the closing it added itself."""
+    if isinstance(branch, dict) and branch.get("additionalProperties") is False:
+        return {k: v for k, v in branch.items() if k != "additionalProperties"}
+    return branch
 
 
 _SUBSCHEMAS = {"items", "anyOf", "oneOf", "allOf", "prefixItems", "additionalProperties", "not", "if", "then", "else"}
@@ -63,7 +81,7 @@ def response_format_grammar(fmt: dict[str, Any]) -> str | None:
     if kind == "json_schema":
         return "start: " + _json(fmt["json_schema"]["schema"])
     if kind == "regex":
-        return "start: /" + fmt["pattern"].replace("/", "\\/") + "/"
+        return "start: /" + _slashes(fmt["pattern"]) + "/"
     if kind == "lark":
         return fmt["grammar"]
     return "start: " + _json(fmt)  # a bare JSON schema
@@ -72,17 +90,31 @@ def response_format_grammar(fmt: dict[str, Any]) -> str | None:
 def tool_grammar(tools: list[dict[str, Any]], choice: Any, parallel: bool) -> str | None:
     """Lark grammar text for tool calling: `<tool_call>` blocks holding {"name", "arguments"}.
 
-    "auto": plain text (not starting with "<") or calls; "required": calls; a named tool: calls
-    of that tool only; "none": no grammar. `parallel` allows several calls, one block each.
+    "auto": text that never contains the opener `<tool_call>`, optionally followed by calls: the
+    first opener ends the text (a lazy lexeme) and from there on the calls are constrained, so a
+    call can never be written as free text. "required": calls only; a named tool: calls of that
+    tool only; "none": no grammar. `parallel` allows several calls, one block each.
     """
     if choice == "none":
         return None
     if isinstance(choice, dict):
         tools = [t for t in tools if t["function"]["name"] == choice["function"]["name"]]
-    call = 'call: "<tool_call>\\n" ' + _json(call_schema(tools)) + ' "\\n</tool_call>"'
-    calls = 'calls: call ("\\n" call)*' if parallel else "calls: call"
-    start = "start: calls | TEXT?" if choice == "auto" else "start: calls"
-    return "\n".join([start, calls, call, r"TEXT: /[^<][\s\S]*/"])
+    more = ' ("\\n<tool_call>" body)*' if parallel else ""
+    body = 'body: "\\n" ' + _json(call_schema(tools)) + ' "\\n</tool_call>"'
+    if choice != "auto":
+        return "\n".join([f'start: "{OPENER}" body{more}', body])
+    return "\n".join([
+        f"start: TEXT? | preface body{more}",
+        f"preface[lazy]: /(?s:.*){OPENER}/",
+        body,
+        f"TEXT: /(?s:.+)/ & ~/(?s:.*){OPENER}(?s:.*)/",
+    ])
+
+
+def _slashes(pattern: str) -> str:
+    """A regex as the body of a Lark `/.../` literal: bare slashes escaped, escapes kept as written
+    (so a pattern's own `\\/` stays one escaped slash)."""
+    return re.sub(r"(\\.)|/", lambda m: m.group(1) or "\\/", pattern, flags=re.DOTALL)
 
 
 def config_grammar(cfg: Any) -> str | None:
@@ -120,15 +152,22 @@ def matchers(cfg: Any, base: Any, nudger: Any) -> tuple[Matcher | None, Matcher 
 
 
 class Matcher:
-    """A grammar over one tokenizer: which ids may come next, advanced and rolled back with its view."""
+    """A grammar over one tokenizer: which ids may come next, advanced and rolled back with its view.
+
+    `limit`, when set, is how many answer ids the view may hold in all: masks then close the
+    answer in time (decoding/closing.py)."""
 
     def __init__(self, grammar: str, tokenizer: Any, eos_ids: frozenset[int]) -> None:
         from llguidance import LLMatcher
 
         self.n_vocab = len(tokenizer)
-        self.m = LLMatcher(_lltokenizer(tokenizer, eos_ids), LLMatcher.grammar_from_lark(grammar), log_level=0)
+        ll = _lltokenizer(tokenizer, eos_ids)
+        self.m = LLMatcher(ll, LLMatcher.grammar_from_lark(grammar), log_level=0)
         if self.m.is_error():
             raise ConfigError(f"invalid grammar: {self.m.get_error()}")
+        self.closer = Closer(ll, self.n_vocab, eos_ids)
+        self.limit: int | None = None
+        self.n = 0  # ids consumed
         self.seconds = 0.0  # time computing and applying masks
         self.masks = 0
 
@@ -137,13 +176,20 @@ class Matcher:
         """True when the text so far is a complete match (EOS is allowed)."""
         return self.m.is_accepting()
 
+    @property
+    def finished(self) -> bool:
+        """True when the text so far is complete and nothing but EOS may follow."""
+        return self.m.is_accepting() and self.m.is_stopped() and not self.m.is_error()
+
     def consume(self, ids: list[int]) -> None:
         if ids and not self.m.consume_tokens(ids):
             raise RuntimeError(f"constrained decoding appended ids the grammar rejects: {self.m.get_error()}")
+        self.n += len(ids)
 
     def rollback(self, n: int) -> None:
         if n > 0:
             self.m.rollback(n)
+            self.n -= n
 
     def valid_prefix(self, ids: list[int]) -> int:
         """How many of `ids` the grammar accepts in a row from the current state."""
@@ -157,6 +203,10 @@ class Matcher:
         allowed = np.zeros(v, dtype=bool)
         n = min(self.n_vocab, v)
         allowed[:n] = bits[:n].view(bool)
+        if self.limit is not None:
+            closing = self.closer.allowed(self.m, self.limit - self.n, logits.float().cpu().numpy(), allowed)
+            if closing is not None:
+                allowed = closing
         if logits.device.type == "cpu":  # numpy: one thread, no torch thread-pool wake-ups (~10x less on busy CPUs)
             out_np = np.full(v, -np.inf, dtype=np.float32)
             np.copyto(out_np, logits.float().numpy(), where=allowed)
@@ -173,7 +223,7 @@ class Matcher:
         n = self.valid_prefix(ids)
         out = []
         for i in range(n):
-            self.m.consume_token(ids[i])
+            self.consume([ids[i]])
             out.append(self.mask(rows[i]))
         self.rollback(n)
         return (torch.stack(out) if out else rows[:0]), n

@@ -22,9 +22,9 @@ from ..policies import NudgingPolicy
 from ..prompts import Prompt, build_prompts, stop_strings
 from ..results import Result, Span, Stats, StopReason, StreamEvent, word_share
 from ..text import Forward, View, encode_continuation, word_boundaries
-from ..tools import parse_tool_calls
-from .grammar import matchers
+from ..tools import offered, parse_tool_calls
 from .costs import another_word, cost_fit, round_stats
+from .grammar import matchers
 from .drafting import Drafter
 from .sampling import Sampler
 from .transcript import Transcript
@@ -89,6 +89,8 @@ class Run:
         if base.context_window:
             limits.append(base.context_window - len(base_ids))
         self.budget = min(limits)
+        if self.grammars[0] is not None:  # budget-aware closing: the base view's ids are what the budget counts
+            self.grammars[0].limit = self.budget
         self.rounds = 0
         self.reason: StopReason = "eos"
         self._last_nudge: str | None = None
@@ -100,6 +102,9 @@ class Run:
         self.stats = round_stats(base, nudger)
         self.drafter = self._make_drafter(config, base)
         self.nudger_drafter = self._make_drafter(config, nudger, max_len=4)
+        # who makes the call-or-text decision at the answer's start (config.tool_opener)
+        decides = config.tools and config.tool_choice in (None, "auto") and 0 < config.gamma <= 1
+        self._opener = config.tool_opener if decides else "policy"
 
     # -- the loop ---------------------------------------------------------------------------
     def events(self) -> Iterator[StreamEvent | Result]:
@@ -124,8 +129,9 @@ class Run:
         if self.cancel is not None and self.cancel.is_set():
             return self._stop("cancelled")
         logits = yield from self.B.next_logits(self._base_draft())
-        first_word = self.cfg.paper_compat and self.rounds == 0 and not self.T.text
-        if self.B.pending or (not first_word and bool(self._confident(logits[None], [len(self.B.ids) - 1])[0])):
+        opening = self.rounds == 0 and not self.T.text
+        first_word = opening and (self.cfg.paper_compat or self._opener == "nudger")
+        if self.B.pending or (opening and self._opener == "base") or (not first_word and bool(self._confident(logits[None], [len(self.B.ids) - 1])[0])):
             return self._base_writes(logits)
         self._base_top = int(logits.argmax())
         return (yield from self._nudge())
@@ -306,6 +312,8 @@ class Run:
         nudge's K ids (the nudger first catches up with T in the same forward); returns a _Draft, or
         None when the nudger's context window cannot hold T any more."""
         self.N.sync(self.T.text)
+        if self.grammars[1] is not None:  # the nudger's room, as if its ids were the base's
+            self.grammars[1].limit = self.N.n_answer + self.budget - self.B.n_answer
         room = (self.nudger.context_window or len(self.N.ids) + self.cfg.draft_tokens) - len(self.N.ids)
         if room <= 0:
             return None
@@ -333,6 +341,8 @@ class Run:
     # -- the result ------------------------------------------------------------------------
     def _result(self, seconds: float) -> Result:
         T = self.T
+        if self.reason == "length" and self.grammars[0] is not None and self.grammars[0].finished:
+            self.reason = "eos"  # the budget ended exactly where the grammar did: complete, not cut
         if self.drafter is not None:
             self.drafter.settle(self.B.ids)
         base_n, nudger_n = count_output(self.B.ends, self.B.foreign, len(T.text))
@@ -358,6 +368,7 @@ class Run:
             mask_seconds=sum(g.seconds for g in self.grammars if g is not None),
         )
         res = Result(T.text, [Span(s.text, s.source) for s in T.spans if s.text], stats, dict(self.prompts))
-        if self.cfg.tools:
-            res.content, res.tool_calls = parse_tool_calls(T.text, self.cfg.tools)
+        tools = offered(self.cfg)
+        if tools:
+            res.content, res.tool_calls, res.invalid_tool_calls = parse_tool_calls(T.text, tools, cut=self.reason == "length")
         return res

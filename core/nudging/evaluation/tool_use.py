@@ -98,6 +98,8 @@ def _configs(kind: str, items: Sequence[Any], system: ToolSystem, base: NudgingC
 def _fingerprint(nudger: Nudger, cfg: NudgingConfig, item: Any, tool_choice: str) -> str:
     """The settings an answer was made with, plus the item's own text (an edited item is redone)."""
     keys = [fingerprint(nudger, cfg), tool_choice, item.prompt, getattr(item, "arguments", None), getattr(item, "schema", None)]
+    if cfg.tools:  # the tool prompts' wording is part of the settings
+        keys.append(nudger.prompt_ids(item.prompt, cfg))
     return hashlib.sha1(json.dumps(keys, sort_keys=True).encode()).hexdigest()[:12]
 
 
@@ -116,17 +118,19 @@ def run_tool_eval(
     batch: int = 8,
     progress: bool = True,
     bounded: bool = True,
+    kinds: Sequence[str] = ("tools", "structured", "structured-bounded"),
 ) -> list[dict[str, Any]]:
     """Answer the first `limit` tool and structured requests (and with `bounded`, the bounded-schema
-    ones) with each system, greedy, `batch` at a time; returns this run's records (cached and new),
-    appending new ones to `results`."""
+    ones) of `kinds` with each system, greedy, `batch` at a time; returns this run's records (cached
+    and new), appending new ones to `results`."""
     results = Path(results)
     results.parent.mkdir(parents=True, exist_ok=True)
     base = eval_config(max_new_tokens)
     cached = {_key(r): r for r in read_cache(results)}
     wanted: list[tuple[Any, ...]] = []
     todo: list[tuple[str, ToolSystem, list[Any], list[NudgingConfig], list[str]]] = []
-    for kind, items in (("tools", list(REQUESTS[:limit])), ("structured", list(STRUCTURED[:limit]))) + ((("structured-bounded", list(BOUNDED[:limit])),) if bounded else ()):
+    sets = (("tools", list(REQUESTS[:limit])), ("structured", list(STRUCTURED[:limit]))) + ((("structured-bounded", list(BOUNDED[:limit])),) if bounded else ())
+    for kind, items in (s for s in sets if s[0] in kinds):
         for system in systems:
             configs = _configs(kind, items, system, base, tool_choice)
             fps = [_fingerprint(nudger, c, item, tool_choice) for c, item in zip(configs, items)]
@@ -151,6 +155,7 @@ def run_tool_eval(
                     "item_id": item.id, "fingerprint": fp, "metrics": metrics, "text": res.text,
                     "nudge_share": s.nudge_share, "output_tokens": s.output_tokens, "mask_seconds": s.mask_seconds,
                     "seconds": s.seconds, "stop_reason": s.stop_reason,
+                    "leaked": "<tool_call>" in (res.content or ""), "first_source": res.spans[0].source if res.spans else None,
                 }
                 f.write(json.dumps(record, ensure_ascii=False) + "\n")
                 f.flush()

@@ -31,7 +31,7 @@ from ..errors import ConfigError, InputError
 from ..nudger import Nudger
 from ..prompts import Prompt, RawPrompt
 from ..results import Result, StreamEvent
-from ..tools import CallFilter
+from ..tools import CallFilter, offered
 from .guard import warn_if_exposed
 from .http import (
     APIError,
@@ -247,7 +247,7 @@ async def _respond(request: Request, ctx: _Context, req: RequestBase, prompt: Pr
     meta = {"id": new_id("chatcmpl" if chat else "cmpl"), "created": now(), "model": ctx.model_name}
     if req.stream:
         usage = bool(req.stream_options and req.stream_options.include_usage)
-        return sse(_chunks(sub, first, meta, chat=chat, usage=usage, tools=bool(config.tools)), sub)
+        return sse(_chunks(sub, first, meta, chat=chat, usage=usage, tools=offered(config) or ()), sub)
     try:
         item = first
         while not isinstance(item, Done):
@@ -255,7 +255,7 @@ async def _respond(request: Request, ctx: _Context, req: RequestBase, prompt: Pr
     finally:
         sub.close()
     res: Result = item.result
-    choice: dict[str, Any] = {"index": 0, "logprobs": None, "finish_reason": _finish_reason(res)}
+    choice: dict[str, Any] = {"index": 0, "logprobs": None, "finish_reason": res.finish_reason}
     if chat:
         choice["message"] = {"role": "assistant", "content": res.content if not res.tool_calls else (res.content or None)}
         if res.tool_calls:
@@ -266,8 +266,9 @@ async def _respond(request: Request, ctx: _Context, req: RequestBase, prompt: Pr
     return JSONResponse(body)
 
 
-async def _chunks(sub: Submission, first: Any, meta: dict[str, Any], *, chat: bool, usage: bool, tools: bool = False) -> AsyncIterator[dict[str, Any]]:
-    """OpenAI stream chunks; each text chunk says which model wrote it, the last one carries the whole `nudging` object."""
+async def _chunks(sub: Submission, first: Any, meta: dict[str, Any], *, chat: bool, usage: bool, tools: tuple[dict[str, Any], ...] = ()) -> AsyncIterator[dict[str, Any]]:
+    """OpenAI stream chunks; each text chunk says which model wrote it, the last one carries the whole
+    `nudging` object. Tool calls stream as OpenAI's `delta.tool_calls` pieces, arguments as written."""
     obj = "chat.completion.chunk" if chat else "text_completion"
 
     def chunk(delta: str | dict[str, Any], finish: str | None = None, **extra: Any) -> dict[str, Any]:
@@ -277,27 +278,33 @@ async def _chunks(sub: Submission, first: Any, meta: dict[str, Any], *, chat: bo
 
     if chat:
         yield chunk({"role": "assistant", "content": ""})
-    calls = CallFilter(chat and tools)  # tool-call text never streams as content
+    calls = CallFilter(chat and bool(tools), tools, live=True)  # tool-call text never streams as content
     item = first
     while not isinstance(item, Done):
         event: StreamEvent = item
-        if text := calls.feed(event.text):
+        text, pieces = calls.feed(event.text)
+        if text:
             yield chunk({"content": text} if chat else text, nudging={"source": event.source})
+        if pieces:
+            yield chunk({"tool_calls": [_call_delta(p) for p in pieces]}, nudging={"source": event.source})
         item = await sub.next()
     res: Result = item.result
-    if held := calls.finish(res):
+    held, pieces = calls.finish(res)
+    if held:
         yield chunk({"content": held})
-    if res.tool_calls:
-        yield chunk({"tool_calls": [{"index": i, **c} for i, c in enumerate(res.tool_calls)]})
-    yield chunk({} if chat else "", _finish_reason(res), nudging=_nudging(res))
+    if pieces:
+        yield chunk({"tool_calls": [_call_delta(p) for p in pieces]})
+    yield chunk({} if chat else "", res.finish_reason, nudging=_nudging(res))
     if usage:
         yield {**meta, "object": obj, "choices": [], "usage": _usage(res)}
 
 
-def _finish_reason(res: Result) -> str:
-    if res.stats.stop_reason == "length":
-        return "length"
-    return "tool_calls" if res.tool_calls else "stop"
+def _call_delta(piece: dict[str, Any]) -> dict[str, Any]:
+    """A CallFilter piece as OpenAI's `delta.tool_calls[i]`: id, type and name in a call's first piece."""
+    fn: dict[str, Any] = {"arguments": piece["arguments"]}
+    if "name" not in piece:
+        return {"index": piece["index"], "function": fn}
+    return {"index": piece["index"], "id": piece["id"], "type": "function", "function": {"name": piece["name"], **fn}}
 
 
 def _usage(res: Result) -> dict[str, int]:
@@ -306,7 +313,11 @@ def _usage(res: Result) -> dict[str, int]:
 
 
 def _nudging(res: Result) -> dict[str, Any]:
-    return {"spans": [asdict(s) for s in res.spans], "stats": res.stats.to_dict()}
+    """The response's `nudging` extension: spans, stats, and calls that were not valid (with their error)."""
+    out: dict[str, Any] = {"spans": [asdict(s) for s in res.spans], "stats": res.stats.to_dict()}
+    if res.invalid_tool_calls:
+        out["invalid_tool_calls"] = res.invalid_tool_calls
+    return out
 
 
 def serve(

@@ -31,7 +31,7 @@ from llama_index.core.llms.function_calling import FunctionCallingLLM
 from llama_index.core.llms.llm import ToolSelection
 
 from nudging import Nudger, NudgingConfig, Result, Stream, StreamEvent
-from nudging.tools import CallFilter
+from nudging.tools import CallFilter, offered
 
 Prompt = str | list[dict[str, str]]
 
@@ -62,7 +62,10 @@ def to_engine_messages(messages: Sequence[ChatMessage]) -> list[dict[str, Any]]:
 
 
 def _extras(result: Result) -> dict[str, Any]:
+    """What a response carries besides its text: OpenAI's `finish_reason` ("stop", "length",
+    "tool_calls"), the spans, stats and exact prompts."""
     return {
+        "finish_reason": result.finish_reason,
         "spans": [{"text": s.text, "source": s.source} for s in result.spans],
         "stats": result.stats.to_dict(),
         "prompts": dict(result.prompts),
@@ -154,6 +157,10 @@ class NudgingLLM(FunctionCallingLLM):
             raise ValueError(f"expected at least one tool call, got: {response.message.content!r}")
         return [ToolSelection(tool_id=c["id"], tool_name=c["function"]["name"], tool_kwargs=json.loads(c["function"]["arguments"])) for c in calls]
 
+    def _calls(self, kwargs: dict[str, Any]) -> CallFilter:
+        """Keeps a streamed answer's tool-call text out of its content (the last chunk carries the calls)."""
+        return CallFilter(bool(offered(self._config(kwargs))))
+
     # -- engine plumbing ------------------------------------------------------------------
     def _config(self, kwargs: dict[str, Any]) -> NudgingConfig:
         """The Nudger's config with this LLM's settings and a call's keyword overrides applied.
@@ -207,8 +214,7 @@ class NudgingLLM(FunctionCallingLLM):
 
     @llm_chat_callback()
     def stream_chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponseGen:
-        calls = CallFilter(bool(kwargs.get("tools")))
-        return (_chat(c) for c in _chunks(self._events(to_engine_messages(messages), kwargs), calls))
+        return (_chat(c) for c in _chunks(self._events(to_engine_messages(messages), kwargs), self._calls(kwargs)))
 
     @llm_chat_callback()
     async def achat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponse:
@@ -216,7 +222,7 @@ class NudgingLLM(FunctionCallingLLM):
 
     @llm_chat_callback()
     async def astream_chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponseAsyncGen:
-        chunks = _achunks(self._aevents(to_engine_messages(messages), kwargs), CallFilter(bool(kwargs.get("tools"))))
+        chunks = _achunks(self._aevents(to_engine_messages(messages), kwargs), self._calls(kwargs))
 
         async def gen() -> ChatResponseAsyncGen:
             async for c in chunks:
@@ -244,6 +250,8 @@ def _response(res: Result, delta: str | None = None) -> CompletionResponse:
     extras = _extras(res)
     if res.tool_calls:
         extras["tool_calls"] = res.tool_calls
+    if res.invalid_tool_calls:  # cut by the budget or not matching the tool's schema: never passed on as calls
+        extras["invalid_tool_calls"] = res.invalid_tool_calls
     return CompletionResponse(text=res.content or "", delta=delta, raw=res.to_dict(), additional_kwargs=extras)
 
 
@@ -259,7 +267,7 @@ def _chunks(items: Iterator[StreamEvent | Result], calls: CallFilter | None = No
     calls = calls or CallFilter(False)
     text = ""
     for item in items:
-        delta = calls.finish(item) if isinstance(item, Result) else calls.feed(item.text)
+        delta = calls.finish(item)[0] if isinstance(item, Result) else calls.feed(item.text)[0]
         text += delta
         if delta or isinstance(item, Result):
             yield _chunk(text, delta, item)
@@ -269,7 +277,7 @@ async def _achunks(items: AsyncIterator[StreamEvent | Result], calls: CallFilter
     calls = calls or CallFilter(False)
     text = ""
     async for item in items:
-        delta = calls.finish(item) if isinstance(item, Result) else calls.feed(item.text)
+        delta = calls.finish(item)[0] if isinstance(item, Result) else calls.feed(item.text)[0]
         text += delta
         if delta or isinstance(item, Result):
             yield _chunk(text, delta, item)
