@@ -144,11 +144,12 @@ class View:
 
     def append_verified(self, ids: list[int], ends: list[int | None], text_len: int, logits: torch.Tensor, ahead: list[int], ahead_logits: torch.Tensor) -> None:
         """Append foreign ids that a forward already ran (a verified nudge), keeping the draft's tail as
-        lookahead up to its first row the backend left unscored (NaN: a sparse-rows backend)."""
+        lookahead up to its first row the backend left unscored (NaN: a sparse-rows backend).
+        Any NaN marks a row unscored: a grammar's mask writes -inf over part of an unscored row."""
         self._extend_foreign(ids, ends, text_len)
-        self.logits = None if bool(logits[0].isnan()) else logits  # unscored: a forward will get it
+        self.logits = None if bool(logits.isnan().any()) else logits  # unscored: a forward will get it
         if ahead:
-            scored = ahead_logits[:, 0].isnan().logical_not().tolist()
+            scored = ahead_logits.isnan().any(dim=-1).logical_not().tolist()
             ahead = ahead[: next((i for i, ok in enumerate(scored) if not ok), len(ahead))]
         self.ahead_ids = list(ahead)
         self.ahead_logits = ahead_logits[: len(ahead)] if ahead else None
