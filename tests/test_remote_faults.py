@@ -72,3 +72,20 @@ def test_no_nan_row_reaches_a_reader_with_a_remote_base_and_a_grammar(local_and_
         got = mixed.generate("Describe a person.", gamma=gamma, max_new_tokens=40, response_format=fmt)
         assert got.text.startswith('{"name": "')  # (not the local text: a remote row is exact only for its top 20)
     assert read and not any(read), f"{sum(read)} of {len(read)} rows read were NaN"
+
+
+@pytest.mark.parametrize("top_k", [0, 2])
+def test_sampling_with_fewer_logprobs_than_asked_stays_on_the_returned_ids(local_and_url, top_k):
+    """A server may return fewer than the 20 logprobs asked (a vocabulary filter, a smaller cap):
+    the unreported ids share one fill value, and must not be drawn uniformly from the whole vocabulary."""
+    from nudging.config import SamplingParams
+    from nudging.decoding.sampling import Sampler
+
+    local, url = local_and_url
+    remote = RemoteModel(url, "tiny-base", local.base.tokenizer, top_logprobs=20)
+    row = remote.row({"token_id:5": -1.2, "token_id:9": -1.6, "token_id:2": -2.3})  # 3 of 20: 40% unreported
+    assert abs(float(torch.softmax(row, -1)[5]) - 0.301) < 1e-3  # top-1 probability stays exact
+    sampler = Sampler(SamplingParams(temperature=1.0, top_k=top_k), seed=0, support=remote.capabilities.top_k)
+    draws = [sampler.pick(row) for _ in range(600)]
+    assert set(draws) <= ({5, 9, 2} if top_k == 0 else {5, 9})
+    assert abs(draws.count(5) / 600 - (0.5 if top_k == 0 else 0.6)) < 0.08
