@@ -64,12 +64,13 @@ class BatchDecoder:
         for group in groups.values():
             for chunk in self._chunks(group):
                 try:
-                    self._serve(chunk)
+                    errors = self._serve(chunk)
                 except Exception as exc:  # e.g. out of memory: those rows fail, the rest go on
-                    for row in chunk:
-                        out.append((row.key, exc))
-                        row.steps.close()
-                        failed.add(id(row))
+                    errors = [(row, exc) for row in chunk]
+                for row, exc in errors:  # a backend that fails rows on their own (remote) names them
+                    out.append((row.key, exc))
+                    row.steps.close()
+                    failed.add(id(row))
         if failed:
             self.rows = [r for r in self.rows if id(r) not in failed]
         return out
@@ -120,14 +121,20 @@ class BatchDecoder:
             yield chunk
 
     @staticmethod
-    def _serve(chunk: list[_Row]) -> None:
+    def _serve(chunk: list[_Row]) -> list[tuple[_Row, BaseException]]:
+        """One forward for the chunk; returns the rows whose own part of it failed."""
         reqs = [row.request for row in chunk]
         lm = reqs[0].session.lm
         rows = [q.rows for q in reqs]
         extra = {"rows": rows} if any(r is not None for r in rows) else {}
         logits = lm.forward_batch([q.session for q in reqs], [q.ids for q in reqs], [q.keep for q in reqs], **extra)
+        errors = []
         for row, value in zip(chunk, logits):
-            row.send, row.request = value, None
+            if isinstance(value, BaseException):
+                errors.append((row, value))
+            else:
+                row.send, row.request = value, None
+        return errors
 
 
 def decode_all(runs: list[Run]) -> Iterator[tuple[int, StreamEvent | Result]]:

@@ -74,8 +74,8 @@ class Run:
         if self._hidden and not base.capabilities.hidden_states:
             raise ConfigError(f"{policy!r} reads the base model's hidden states, which {base.name} does not expose (a remote base?)")
         self.grammars = matchers(config, base, nudger)  # (base, nudger) matchers, or (None, None)
-        self.B = View(base, base_ids, hidden=self._hidden, grammar=self.grammars[0])
-        self.N = View(nudger, nudger_ids, grammar=self.grammars[1])
+        self.B = View(base, base_ids, hidden=self._hidden, grammar=self.grammars[0], cancel=cancel)
+        self.N = View(nudger, nudger_ids, grammar=self.grammars[1], cancel=cancel)
         self.T = Transcript(stop_strings(prompt, config))  # with the base template's next-turn marker
         self.base_sampler = Sampler(config.base_sampling, config.seed, base.capabilities.top_k)
         self.nudger_sampler = Sampler(config.nudger_sampling, None if config.seed is None else config.seed + 1, nudger.capabilities.top_k)

@@ -12,6 +12,7 @@ A view never runs its model itself: methods that need a forward are generators t
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Generator, Sequence
 from dataclasses import dataclass
 from typing import Protocol
@@ -48,11 +49,12 @@ class Grammar(Protocol):
 
 
 class View:
-    def __init__(self, lm: Backend, prompt_ids: list[int], hidden: bool = False, grammar: Grammar | None = None) -> None:
+    def __init__(self, lm: Backend, prompt_ids: list[int], hidden: bool = False, grammar: Grammar | None = None, cancel: threading.Event | None = None) -> None:
         self.lm = lm
         self.grammar = grammar  # when set: consumes every answer id, masks every logits row handed out
         self.tok = lm.tokenizer
-        self.kv: Session = lm.session(hidden=hidden)
+        # `cancel`: a backend whose forwards wait (a remote request) stops waiting when it is set
+        self.kv: Session = lm.session(hidden=hidden, cancel=cancel) if cancel is not None and lm.capabilities.cancellable else lm.session(hidden=hidden)
         self.prompt_ids = list(prompt_ids)
         self.ids: list[int] = list(prompt_ids)
         self.ends: list[int | None] = []  # per answer id: offset in T where it ends (None: mid-character)
