@@ -37,6 +37,7 @@ from .guard import warn_if_exposed
 from .http import (
     APIError,
     Submission,
+    arrival,
     base_app,
     check_model,
     check_single_choice,
@@ -219,11 +220,11 @@ def _config(ctx: _Context, req: RequestBase, prompt: Prompt, max_tokens: int | N
 
 
 async def _respond(request: Request, ctx: _Context, req: RequestBase, prompt: Prompt, max_tokens: int | None, *, chat: bool) -> Response:
-    arrived = time.monotonic()
+    arrived = arrival()
     check_model(req.model, ctx.model_name)
     check_single_choice(req.n)
     config = await run_in_threadpool(_config, ctx, req, prompt, max_tokens)
-    sub = Submission(request, ctx.worker, (prompt, config), timeout=ctx.limits.timeout, observe=ctx.metrics.track(arrived))
+    sub = Submission(request, ctx.worker, (prompt, config), timeout=ctx.limits.timeout, observe=ctx.metrics.track(arrived), arrived=arrived)
     try:
         first = await sub.next()  # errors before any output still get their own status code
     except BaseException:
