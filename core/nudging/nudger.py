@@ -135,6 +135,20 @@ class Nudger:
         runs = [self._run(p, c, cancel, overrides) for p, c in zip(prompts, configs)]  # bad input fails before decoding
         return decode_all(runs)
 
+    # -- lifetime ------------------------------------------------------------------------------
+    def close(self) -> None:
+        """Release what the backends hold open (a remote model's request threads and connections)."""
+        for lm in (self.base, self.nudger):
+            close = getattr(lm, "close", None)  # Backend has no close(): local models hold nothing to release
+            if close is not None:
+                close()
+
+    def __enter__(self) -> Nudger:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     # -- async: the engine runs on worker threads, the event loop keeps going -------------------
     async def agenerate(self, prompt: Prompt, config: NudgingConfig | None = None, **overrides: Any) -> Result:
         """`generate` in a worker thread; cancelling the awaiting task stops the generation."""
