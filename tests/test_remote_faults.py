@@ -227,3 +227,11 @@ def test_close_closes_the_pool_and_the_connections(local_and_url):
     assert remote.client.is_closed
     with pytest.raises(RuntimeError):
         remote._pool.submit(print)
+
+
+def test_nudger_close_closes_its_remote_backends(local_and_url):
+    local, url = local_and_url
+    remote = RemoteModel(url, "tiny-base", local.base.tokenizer)
+    with Nudger(remote, None, local.nudger.model, local.nudger.tokenizer) as mixed:
+        mixed.generate("Hi", max_new_tokens=2)
+    assert remote.client.is_closed

@@ -53,3 +53,44 @@ def test_good_tool_call_forms_are_served(url, arguments):
     call = fn(name="get_weather", arguments=arguments) if arguments is not None else fn(name="get_weather")
     r = httpx.post(url + "/chat/completions", json={"messages": turn(call), "max_tokens": 2}, timeout=120)
     assert r.status_code == 200, r.text
+
+
+def schema_format(schema: dict) -> dict:
+    return {"type": "json_schema", "json_schema": {"name": "x", "schema": schema}}
+
+
+def test_schema_size_and_depth_are_bounded_with_a_400(url):
+    from nudging.serving.grammars import MAX_SCHEMA_BYTES, MAX_SCHEMA_DEPTH
+
+    big = schema_format({"enum": [f"value number {i}" for i in range(MAX_SCHEMA_BYTES // 16)]})
+    deep: dict = {"type": "string"}
+    for _ in range(MAX_SCHEMA_DEPTH):
+        deep = {"type": "array", "items": deep}
+    for fmt, fragment in ((big, "bytes as JSON"), (schema_format(deep), "nests deeper")):
+        r = httpx.post(url + "/chat/completions", json={"messages": [USER], "max_tokens": 2, "response_format": fmt}, timeout=120)
+        assert r.status_code == 400, r.text
+        assert fragment in r.json()["error"]["message"] and r.json()["error"]["param"] == "response_format"
+
+
+def test_tokenizer_views_for_grammars_are_built_off_the_engine_thread(url, monkeypatch):
+    """llguidance's view of a tokenizer takes seconds for a large vocabulary: built while the
+    request is checked, not on the thread that serves every running stream."""
+    import threading
+    import weakref
+
+    import llguidance.hf
+    from nudging.decoding import grammar
+
+    monkeypatch.setattr(grammar, "_TOKENIZERS", weakref.WeakKeyDictionary())
+    built, real = [], llguidance.hf.from_tokenizer
+    monkeypatch.setattr(llguidance.hf, "from_tokenizer", lambda *a, **k: (built.append(threading.current_thread().name), real(*a, **k))[1])
+    fmt = schema_format({"type": "object", "properties": {"n": {"type": "integer"}}, "required": ["n"]})
+    r = httpx.post(url + "/chat/completions", json={"messages": [USER], "max_tokens": 4, "response_format": fmt}, timeout=120)
+    assert r.status_code == 200, r.text
+    assert len(built) == 2 and "nudging-engine" not in built, built
+
+
+def test_a_deeply_nested_body_is_a_400(url):
+    body = '{"messages": [{"role": "user", "content": "hi"}], "response_format": ' + "[" * 100_000 + "]" * 100_000 + "}"
+    r = httpx.post(url + "/chat/completions", content=body, headers={"Content-Type": "application/json"}, timeout=120)
+    assert r.status_code == 400 and "nests too deeply" in r.json()["error"]["message"], r.text

@@ -109,6 +109,8 @@ async def read_request(request: Request, model: type[M], max_bytes: int = MAX_BO
         data = json.loads(text, parse_constant=_no_constant)
     except json.JSONDecodeError as exc:
         raise APIError(400, f"request body is not valid JSON: {exc}", code="invalid_json") from None
+    except RecursionError:
+        raise APIError(400, "request body nests too deeply", code="invalid_body") from None
     if not isinstance(data, dict):
         raise APIError(400, "request body must be a JSON object", code="invalid_body")
     try:
