@@ -192,7 +192,7 @@ def test_verification_asks_later_boundaries_only_when_needed(local_and_url, monk
     mixed = Nudger(remote, None, local.nudger.model, local.nudger.tokenizer)
     sent: list[int] = []
     real_score = RemoteModel.score
-    monkeypatch.setattr(RemoteModel, "score", lambda self, prompts: (sent.append(len(prompts)), real_score(self, prompts))[1])
+    monkeypatch.setattr(RemoteModel, "score", lambda self, prompts, *rest: (sent.append(len(prompts)), real_score(self, prompts, *rest))[1])
 
     def run_all() -> tuple[list, int, int]:
         sent.clear()

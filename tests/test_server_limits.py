@@ -161,3 +161,21 @@ def test_warning_when_listening_beyond_loopback_without_a_key(host, loopback, ca
     assert len(caplog.records) == (0 if loopback else 1)
     if not loopback:
         assert "WITHOUT an API key" in caplog.records[0].getMessage() and "--api-key" in caplog.records[0].getMessage()
+
+
+def test_deadline_counts_from_arrival(nudger):
+    """The deadline starts when the request arrives, not once its body is read and validated: a
+    body trickling in past it gets 504 without being queued."""
+    import json
+
+    def slow_body():
+        body = json.dumps({"prompt": "hi", "max_tokens": 2}).encode()
+        for i in range(0, len(body), 8):
+            time.sleep(0.4)
+            yield body[i : i + 8]
+
+    with serve(nudger, limits=Limits(timeout=1.0)) as url, httpx.Client(base_url=root(url), timeout=120) as http:
+        r = http.post("/v1/completions", content=slow_body(), headers={"Content-Type": "application/json"})
+        assert r.status_code == 504 and r.json()["error"]["code"] == "timeout", r.text
+        assert http.get("/health").json()["served"] == 0
+        assert http.post("/v1/completions", json={"prompt": "hi", "max_tokens": 2}).status_code == 200

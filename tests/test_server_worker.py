@@ -219,3 +219,34 @@ def test_a_job_leaves_the_books_when_it_ends_while_the_batch_runs_on():
             worker.stop()
 
     asyncio.run(main())
+
+
+def test_cancelled_waiting_jobs_leave_the_queue_at_once():
+    """With the batch full, jobs whose clients left must not hold queue slots (live clients would get
+    503) nor count as queued: they fail with Cancelled now, not when a slot frees."""
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        gate, started = threading.Event(), []
+        worker = Worker(gated_runner(gate, started), max_queue=2)
+        worker.start()
+        try:
+            a = worker.submit("a", loop)
+            assert await asyncio.wait_for(a.next(), 30) == "a:start"  # the only batch slot is taken
+            ghosts = [worker.submit("b", loop), worker.submit("c", loop)]
+            ghosts[0].cancel.set()  # its client left (set directly: seen at the next look at the queue)
+            ghosts[1].cancel.set()  # its deadline passed: the server withdraws it at once
+            worker.withdraw(ghosts[1])
+            assert worker.status()["queued"] == 0
+            for ghost in ghosts:
+                with pytest.raises(Cancelled):
+                    await asyncio.wait_for(ghost.next(), 5)
+            live = [worker.submit("d", loop), worker.submit("e", loop)]  # the queue has room again
+            assert worker.status()["queued"] == 2
+            gate.set()
+            assert [await drain(j) for j in [a, *live]] == [["A"], ["d:start", "D"], ["e:start", "E"]]
+            assert await idle(worker) == {"queued": 0, "running": 0, "served": 3, "cancelled": 2, "failed": 0}
+        finally:
+            worker.stop()
+
+    asyncio.run(main())

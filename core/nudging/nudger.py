@@ -167,6 +167,20 @@ class Nudger:
             for t in tickets:
                 t.cancel()  # returns once its caches are freed (at once for ended ones)
 
+    # -- lifetime ------------------------------------------------------------------------------
+    def close(self) -> None:
+        """Release what the backends hold open (a remote model's request threads and connections)."""
+        for lm in (self.base, self.nudger):
+            close = getattr(lm, "close", None)  # Backend has no close(): local models hold nothing to release
+            if close is not None:
+                close()
+
+    def __enter__(self) -> Nudger:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     # -- async: runs are built on worker threads and decoded by the engine; the loop only awaits --
     async def agenerate(self, prompt: Prompt, config: NudgingConfig | None = None, **overrides: Any) -> Result:
         """`generate` awaited; cancelling the awaiting task stops the generation."""

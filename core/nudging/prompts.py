@@ -43,6 +43,8 @@ def to_messages(prompt: str | Messages, system: str | None = None) -> list[dict[
             if m["role"] not in _ROLES:
                 raise InputError(f"message {i} has unknown role {m['role']!r}; expected one of {sorted(_ROLES)}")
             calls = m.get("tool_calls") if m["role"] == "assistant" else None
+            if calls:
+                _check_calls(i, calls)
             content = "" if calls and m["content"] is None else m["content"]
             if not isinstance(content, str):
                 raise InputError(f"message {i} content must be a string, got {type(m['content']).__name__}")
@@ -52,6 +54,28 @@ def to_messages(prompt: str | Messages, system: str | None = None) -> list[dict[
     if system is not None and not any(m["role"] == "system" for m in messages):
         messages.insert(0, {"role": "system", "content": system})
     return messages
+
+
+def _check_calls(i: int, calls: Any) -> None:
+    """An assistant turn's OpenAI tool_calls: each {"function": {"name": str, "arguments": a JSON
+    object, or its text}} (or the bare {"name", "arguments"}); an error names the field."""
+    if not isinstance(calls, Sequence) or isinstance(calls, str):
+        raise InputError(f"message {i} tool_calls must be a list of calls, got {type(calls).__name__}")
+    for j, c in enumerate(calls):
+        where = f"message {i} tool_calls[{j}]"
+        fn = c.get("function", c) if isinstance(c, dict) else None
+        if not isinstance(fn, dict):
+            raise InputError(f"{where} must be {{'type': 'function', 'function': {{'name': ..., 'arguments': ...}}}}, got {c!r}")
+        if not isinstance(fn.get("name"), str) or not fn["name"]:
+            raise InputError(f"{where}.function.name must be a non-empty string, got {fn.get('name')!r}")
+        args = fn.get("arguments")
+        if isinstance(args, str) and args.strip():
+            try:
+                args = json.loads(args)
+            except ValueError as exc:
+                raise InputError(f"{where}.function.arguments is not valid JSON ({exc}): {fn['arguments'][:80]!r}") from None
+        if args not in (None, "") and not isinstance(args, dict):
+            raise InputError(f"{where}.function.arguments must be a JSON object, got {args!r}"[:300])
 
 
 def fold_system(messages: list[dict[str, str]]) -> list[dict[str, str]]:

@@ -21,6 +21,9 @@ class Capabilities:
     sparse_rows: bool = False
     # rows are exact only for their top-k ids (a server's returned logprobs): sampling is top-k over them
     top_k: int | None = None
+    # session(cancel=event) gives up a forward that waits (a remote request) once the event is set;
+    # forward_batch then puts a failed row's exception in its place, its neighbours go on
+    cancellable: bool = False
 
 
 @runtime_checkable
@@ -58,5 +61,7 @@ class Backend(Protocol):
         ...
 
     def forward_batch(self, sessions: Sequence[Any], ids: Sequence[list[int]], keeps: Sequence[int], rows: Sequence[Sequence[int] | None] | None = None) -> list[torch.Tensor]:
-        """Each session's `forward` (ids, keep, rows), together where the backend can."""
+        """Each session's `forward` (ids, keep, rows), together where the backend can. A backend
+        whose rows fail on their own (`cancellable`: remote requests) returns a failed row's exception
+        in its place."""
         ...

@@ -14,14 +14,20 @@ Rows are rebuilt from the top-k logprobs with the tail mass spread evenly over t
 vocabulary: top-1 probability and argmax are exact; sampling is top-k sampling over the k ids the
 server returned, renormalised (`Capabilities.top_k`). Token ids come back through vLLM's
 `return_tokens_as_token_ids`. Requests stay inside the server's `max_model_len`.
+
+Faults stay with their request: in a batch, a row whose request fails gets its error in its place
+and the other rows go on. A request is retried only where the server is known not to be computing
+it (connection refused or dropped, a 5xx or 429 answer), with backoff; a timeout is never retried.
+A session's `cancel` event (the request's deadline or its client leaving) ends its wait at once.
 """
 
 from __future__ import annotations
 
 import math
+import threading
 import time
 from collections.abc import Iterable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Any, Sequence
 
@@ -32,6 +38,7 @@ from .base import Capabilities
 from .local import eos_ids
 
 _MEMO = 32  # continuations a session remembers
+_POLL = 0.05  # seconds between looks at a waiting session's cancel event
 
 
 class RemoteError(NudgingError, RuntimeError):
@@ -92,10 +99,12 @@ class RemoteModel:
         self.top_logprobs = top_logprobs
         self.lookahead = lookahead
         self.retries = retries
+        self.timeout = timeout
+        self._owns_client = client is None
         self.client = client or httpx.Client(timeout=timeout, limits=httpx.Limits(max_connections=max_concurrency))
         self._pool = ThreadPoolExecutor(max_workers=max_concurrency, thread_name_prefix="nudging-remote")
         # no hidden states over HTTP; rows cost a prompt each; sampling sees only the top k
-        self.capabilities = Capabilities(lookahead=True, sparse_rows=True, top_k=top_logprobs)
+        self.capabilities = Capabilities(lookahead=True, sparse_rows=True, top_k=top_logprobs, cancellable=True)
         info = self._models()
         if model is None:
             model = info[0]["id"]
@@ -113,17 +122,44 @@ class RemoteModel:
     def name(self) -> str:
         return f"{self.url}#{self.model_name}"
 
-    def session(self, hidden: bool = False) -> RemoteSession:
+    def session(self, hidden: bool = False, cancel: threading.Event | None = None) -> RemoteSession:
+        """A new sequence; `cancel` set (its request's deadline, its client gone) ends its waits."""
         if hidden:
             raise NudgingError(f"{self.name} exposes no hidden states")
-        return RemoteSession(self)
+        return RemoteSession(self, cancel)
 
-    def forward_batch(self, sessions: Sequence[RemoteSession], ids: Sequence[list[int]], keeps: Sequence[int], rows: Sequence[Sequence[int] | None] | None = None) -> list[torch.Tensor]:
-        """Each session's forward; their requests go out concurrently, so the server batches them."""
+    def forward_batch(self, sessions: Sequence[RemoteSession], ids: Sequence[list[int]], keeps: Sequence[int], rows: Sequence[Sequence[int] | None] | None = None) -> list[torch.Tensor | BaseException]:
+        """Each session's forward; their requests go out concurrently, so the server batches them.
+        A row whose request failed (or was cancelled) gets its exception in its place: one bad row
+        (an over-long prompt, say) must not fail its neighbours."""
         rows = rows or [None] * len(sessions)
-        if len(sessions) == 1:
-            return [sessions[0].forward(ids[0], keeps[0], rows[0])]
-        return list(self._pool.map(lambda a: a[0].forward(a[1], a[2], a[3]), zip(sessions, ids, keeps, rows)))
+        futures = [self._pool.submit(s._forward, i, k, r) for s, i, k, r in zip(sessions, ids, keeps, rows)]
+        out: list[torch.Tensor | BaseException | None] = [None] * len(sessions)
+        pending = dict(enumerate(futures))
+        while pending:
+            wait(pending.values(), timeout=_POLL)
+            for j in list(pending):
+                fut, cancel = pending[j], sessions[j].cancel
+                if fut.done():
+                    out[j] = fut.exception() or fut.result()
+                elif cancel is not None and cancel.is_set():
+                    out[j] = sessions[j].cancelled()  # its request runs out on a pool thread, unread
+                else:
+                    continue
+                del pending[j]
+        return out  # type: ignore[return-value]
+
+    def close(self) -> None:
+        """Stop the request threads and close the connections (a client passed in is the caller's)."""
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        if self._owns_client:
+            self.client.close()
+
+    def __enter__(self) -> RemoteModel:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     # -- HTTP ------------------------------------------------------------------------------------
     def _models(self) -> list[dict[str, Any]]:
@@ -133,27 +169,37 @@ class RemoteModel:
             raise ModelLoadError(f"{self.url}/models lists no model")
         return models
 
-    def _request(self, method: str, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
-        """One call with retries and exponential backoff on connection errors and 5xx answers."""
+    def _request(self, method: str, path: str, body: dict[str, Any] | None = None, cancel: threading.Event | None = None) -> dict[str, Any]:
+        """One call, retried with exponential backoff only where the server is known not to be
+        computing it: the connection was refused or dropped, or it answered 5xx or 429. A timeout
+        is not retried (the server may still be working on it: a retry would add load to a stuck
+        server and hold the caller for another `timeout`). `cancel` set stops the backoff."""
         import httpx
 
         delay = 0.5
         for attempt in range(self.retries + 1):
             try:
                 r = self.client.request(method, self.url + path, json=body)
-                if r.status_code < 500:
+                if r.status_code < 500 and r.status_code != 429:
                     if r.status_code >= 400:
                         raise RemoteError(f"{self.url}{path} answered {r.status_code}: {r.text[:500]}")
                     return r.json()
                 err = f"{r.status_code}: {r.text[:300]}"
+            except httpx.TimeoutException as exc:
+                if not isinstance(exc, httpx.ConnectTimeout):
+                    raise RemoteError(f"{self.url}{path} did not answer within {self.timeout:g} s ({type(exc).__name__}); not retried: it may still be computing", unavailable=True) from None
+                err = f"{type(exc).__name__}: {exc}"
             except httpx.HTTPError as exc:
                 err = f"{type(exc).__name__}: {exc}"
             if attempt < self.retries:
-                time.sleep(delay)
+                if cancel is not None and cancel.wait(delay):
+                    break
+                if cancel is None:
+                    time.sleep(delay)
                 delay *= 2
-        raise RemoteError(f"{self.url}{path} failed after {self.retries + 1} tries ({err})", unavailable=True)
+        raise RemoteError(f"{self.url}{path} failed after {attempt + 1} tries ({err})", unavailable=True)
 
-    def score(self, prompts: list[list[int]]) -> list[_Continuation | None]:
+    def score(self, prompts: list[list[int]], cancel: threading.Event | None = None) -> list[_Continuation | None]:
         """One greedy completions request for a list of token-id prompts: per prompt, its row and the
         server's continuation (None for a prompt that leaves no room in the server's window)."""
         window = self.context_window
@@ -172,7 +218,7 @@ class RemoteModel:
             "skip_special_tokens": False,
             "ignore_eos": False,
         }
-        choices = sorted(self._request("POST", "/completions", body).get("choices") or [], key=lambda c: c.get("index", 0))
+        choices = sorted(self._request("POST", "/completions", body, cancel).get("choices") or [], key=lambda c: c.get("index", 0))
         if len(choices) != len(live):
             raise RemoteError(f"{self.url} answered {len(choices)} choices for {len(live)} prompts")
         for i, choice in zip(live, choices):
@@ -212,8 +258,9 @@ class RemoteModel:
 class RemoteSession:
     """One sequence on a RemoteModel: the ids the server has been shown, plus a greedy lookahead."""
 
-    def __init__(self, lm: RemoteModel) -> None:
+    def __init__(self, lm: RemoteModel, cancel: threading.Event | None = None) -> None:
         self.lm = lm  # the batch decoder groups requests by it
+        self.cancel = cancel
         self.ids: list[int] = []
         self.forwards = 0  # requests sent (forwards served from a remembered continuation cost none)
         self.seconds = 0.0
@@ -225,6 +272,17 @@ class RemoteSession:
         return len(self.ids)
 
     def forward(self, ids: list[int], keep: int = 1, rows: Sequence[int] | None = None) -> torch.Tensor:
+        """Logits [keep, vocab] for the positions after the last `keep` of self.ids + ids (see
+        `_forward`); waits for the request on a pool thread, so `cancel` ends the wait at once."""
+        out = self.lm.forward_batch([self], [list(ids)], [keep], [rows])[0]
+        if isinstance(out, BaseException):
+            raise out
+        return out
+
+    def cancelled(self) -> RemoteError:
+        return RemoteError(f"cancelled while waiting for {self.lm.name}", unavailable=True)
+
+    def _forward(self, ids: list[int], keep: int = 1, rows: Sequence[int] | None = None) -> torch.Tensor:
         """Logits [keep, vocab] for the positions after the last `keep` of self.ids + ids.
 
         Rows in `rows` (all when None) that no remembered continuation covers are scored in one
@@ -239,7 +297,7 @@ class RemoteSession:
         want = range(keep) if rows is None else sorted(set(rows))
         missing = [i for i in want if self._find(full, start + i + 1) is None]
         if missing:
-            fresh = [c for c in rm.score([full[: start + i + 1] for i in missing]) if c is not None]
+            fresh = [c for c in rm.score([full[: start + i + 1] for i in missing], self.cancel) if c is not None]
             if fresh:  # else every prompt was past the window: no request went out
                 self._memo = (fresh + self._memo)[:_MEMO]
                 self.forwards += 1

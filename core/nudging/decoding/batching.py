@@ -69,12 +69,13 @@ class BatchDecoder:
         for group in groups.values():
             for chunk in self._chunks(group):
                 try:
-                    self._serve(chunk)
-                except Exception as exc:  # those rows fail, the rest go on
-                    for row, err in self._failed(chunk, exc):
-                        out.append((row.key, err))
-                        row.steps.close()
-                        failed.add(id(row))
+                    errors = self._serve(chunk)
+                except Exception as exc:  # those rows fail (out of memory: only those that do not fit alone), the rest go on
+                    errors = self._failed(chunk, exc)
+                for row, err in errors:  # a backend that fails rows on their own (remote) names them
+                    out.append((row.key, err))
+                    row.steps.close()
+                    failed.add(id(row))
         if failed:
             self.rows = [r for r in self.rows if id(r) not in failed]
         return out
@@ -144,8 +145,10 @@ class BatchDecoder:
             err: Exception = exc
             if len(chunk) > 1:
                 try:
-                    self._serve([row])
-                    continue
+                    alone = self._serve([row])
+                    if not alone:
+                        continue
+                    err = alone[0][1]  # type: ignore[assignment]
                 except Exception as again:
                     err = again
             if isinstance(err, torch.OutOfMemoryError) and row.request is not None:
@@ -158,7 +161,8 @@ class BatchDecoder:
         return failed
 
     @staticmethod
-    def _serve(chunk: list[_Row]) -> None:
+    def _serve(chunk: list[_Row]) -> list[tuple[_Row, BaseException]]:
+        """One forward for the chunk; returns the rows whose own part of it failed."""
         reqs = [row.request for row in chunk]
         lm = reqs[0].session.lm
         rows = [q.rows for q in reqs]
@@ -166,8 +170,13 @@ class BatchDecoder:
         t0 = time.perf_counter()
         logits = lm.forward_batch([q.session for q in reqs], [q.ids for q in reqs], [q.keep for q in reqs], **extra)
         cost_fit(lm).add(sum(len(q.ids) for q in reqs), time.perf_counter() - t0, rows=len(reqs))
+        errors = []
         for row, value in zip(chunk, logits):
-            row.send, row.request = value, None
+            if isinstance(value, BaseException):
+                errors.append((row, value))
+            else:
+                row.send, row.request = value, None
+        return errors
 
 
 def decode_all(runs: list[Run]) -> Iterator[tuple[int, StreamEvent | Result]]:

@@ -80,8 +80,8 @@ class Run:
             raise ConfigError(f"{policy!r} reads the base model's hidden states, which {base.name} does not expose (a remote base?)")
         self.grammars = matchers(config, base, nudger)  # (base, nudger) matchers, or (None, None)
         self.fits = (cost_fit(base), cost_fit(nudger))
-        self.B = View(base, base_ids, hidden=self._hidden, grammar=self.grammars[0])
-        self.N = View(nudger, nudger_ids, grammar=self.grammars[1])
+        self.B = View(base, base_ids, hidden=self._hidden, grammar=self.grammars[0], cancel=cancel)
+        self.N = View(nudger, nudger_ids, grammar=self.grammars[1], cancel=cancel)
         self.T = Transcript(stop_strings(prompt, config))  # with the base template's next-turn marker
         self.base_sampler = Sampler(config.base_sampling, config.seed, base.capabilities.top_k)
         self.nudger_sampler = Sampler(config.nudger_sampling, None if config.seed is None else config.seed + 1, nudger.capabilities.top_k)
@@ -263,7 +263,7 @@ class Run:
             return (yield from self.B.forward_draft(b_ids))
         need = sorted({ids_until(b_ends, c) - 1 for c in bounds} | ({len(b_ids) - 1} if draft.eos or not bounds else set()))
         rows = yield from self.B.forward_draft(b_ids, need[:1])
-        if len(need) > 1 and not (bounds and self._verdicts(rows, b_ends, bounds, draft.text)[0]):  # row-wise: [0] is exact
+        if len(need) > 1 and not (bounds and self._verdicts(rows, b_ends, bounds[:1], draft.text)[0]):  # only that row is scored yet
             rows = yield from self.B.forward_draft(b_ids, need)
         return rows
 
@@ -284,7 +284,8 @@ class Run:
         best case). Computed the same with speculation on or off, so adaptive drafting keeps them equal."""
         if m == 0 or m >= len(b_ids):
             return 0
-        match = (rows[m - 1 : len(b_ids) - 1].argmax(dim=-1).cpu() == torch.tensor(b_ids[m:])).tolist()
+        tail = rows[m - 1 : len(b_ids) - 1]
+        match = ((tail.argmax(dim=-1).cpu() == torch.tensor(b_ids[m:])) & ~tail.isnan().any(dim=-1).cpu()).tolist()  # unscored rows (NaN) agree on nothing
         return next((i for i, ok in enumerate(match) if not ok), len(match))
 
     def _base_agrees(self, rows: torch.Tensor, text: str, bounds: list[int]) -> torch.Tensor:

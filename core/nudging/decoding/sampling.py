@@ -50,7 +50,14 @@ class Sampler:
         # shift before scaling: a tiny temperature sends every non-top score to -inf (the greedy
         # limit), never to inf/inf = NaN; float64 keeps temperatures below float32's range nonzero
         scores = ((scores - scores.max()).double() / p.temperature).float()
-        k = min(p.top_k or scores.numel(), self.support or scores.numel())
+        if self.support is not None and self.support < scores.numel():
+            kth = torch.topk(scores, self.support).values[-1]
+            above = scores > kth
+            if int((scores >= kth).sum()) > self.support and bool(above.any()):
+                # fewer ids came back than asked: the k-th place is the fill shared by every id the
+                # server did not report, so only the returned ids (those above it) are sampled
+                scores = scores.masked_fill(~above, float("-inf"))
+        k = p.top_k or scores.numel()
         if k < scores.numel():
             kth = torch.topk(scores, k).values[-1]
             scores = scores.masked_fill(scores < kth, float("-inf"))

@@ -36,6 +36,7 @@ from .guard import warn_if_exposed
 from .http import (
     APIError,
     Submission,
+    arrival,
     base_app,
     check_model,
     check_single_choice,
@@ -44,6 +45,7 @@ from .http import (
     read_request,
     sse,
 )
+from .grammars import GrammarCheck
 from .metrics import Metrics
 from .openai import ChatCompletionRequest, CompletionRequest, RequestBase, refusal
 from .plain import create_plain_app
@@ -131,7 +133,7 @@ def create_app(
     defaults = config or nudger.config
     worker = Worker(partial(serve_batched, nudger, max_batch), max_queue=max_queue, max_batch=max_batch)
     app = base_app(model_name, worker, title="nudging", api_key=api_key, allowed_origins=allowed_origins)
-    ctx = _Context(nudger, defaults, worker, model_name, limits, app.state.metrics)
+    ctx = _Context(nudger, defaults, worker, model_name, limits, app.state.metrics, GrammarCheck(nudger.base, nudger.nudger))
 
     @app.get("/", include_in_schema=False)
     async def playground() -> HTMLResponse:
@@ -185,6 +187,7 @@ class _Context:
     model_name: str
     limits: Limits
     metrics: Metrics
+    grammar: GrammarCheck  # bounds and compiles a request's constraint off the engine thread
 
 
 def _config(ctx: _Context, req: RequestBase, prompt: Prompt, max_tokens: int | None) -> NudgingConfig:
@@ -209,6 +212,7 @@ def _config(ctx: _Context, req: RequestBase, prompt: Prompt, max_tokens: int | N
         cfg = defaults.merged(**overrides)
         if cap is not None and cfg.max_new_tokens > cap:
             cfg = cfg.merged(max_new_tokens=cap)
+        ctx.grammar(cfg)
         # the prompt ids, as the engine builds them: usage and context limits count base-view ids
         ids = nudger.prompt_ids(prompt, cfg)
         n_prompt = len(ids["base"])
@@ -234,11 +238,11 @@ def _config(ctx: _Context, req: RequestBase, prompt: Prompt, max_tokens: int | N
 
 
 async def _respond(request: Request, ctx: _Context, req: RequestBase, prompt: Prompt, max_tokens: int | None, *, chat: bool) -> Response:
-    arrived = time.monotonic()
+    arrived = arrival()
     check_model(req.model, ctx.model_name)
     check_single_choice(req.n)
     config = await run_in_threadpool(_config, ctx, req, prompt, max_tokens)
-    sub = Submission(request, ctx.worker, (prompt, config), timeout=ctx.limits.timeout, observe=ctx.metrics.track(arrived))
+    sub = Submission(request, ctx.worker, (prompt, config), timeout=ctx.limits.timeout, observe=ctx.metrics.track(arrived), arrived=arrived)
     try:
         first = await sub.next()  # errors before any output still get their own status code
     except BaseException:

@@ -22,6 +22,7 @@ from typing import Any
 
 log = logging.getLogger("nudging.server")
 REQUEST_ID: ContextVar[str] = ContextVar("request_id", default="-")
+ARRIVED: ContextVar[float | None] = ContextVar("arrived", default=None)  # time.monotonic() when the request came in
 OPEN_PATHS = frozenset({"/health", "/"})  # no key needed: liveness, and a page that holds no data
 _SANE_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 
@@ -50,6 +51,7 @@ class Guard:
         given = headers.get("x-request-id", "")
         rid = given if _SANE_ID.fullmatch(given) else uuid.uuid4().hex
         token = REQUEST_ID.set(rid)
+        ARRIVED.set(time.monotonic())
         path, started, status = scope.get("path", ""), time.perf_counter(), 500
 
         async def send_with_id(message: Message) -> None:

@@ -27,7 +27,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from ..backends.remote import RemoteError
 from ..errors import NudgingError
 from .heap import release_large_buffers
-from .guard import REQUEST_ID, Guard
+from .guard import ARRIVED, REQUEST_ID, Guard
 from .metrics import Metrics
 from .worker import Cancelled, Job, QueueFull, Worker
 
@@ -75,6 +75,12 @@ def as_api_error(exc: BaseException) -> APIError:
     return APIError(500, "internal server error (see the server log)")
 
 
+def arrival() -> float:
+    """time.monotonic() when this request came in (stamped by the Guard; now, outside one)."""
+    arrived = ARRIVED.get()
+    return time.monotonic() if arrived is None else arrived
+
+
 def new_id(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex}"
 
@@ -103,6 +109,8 @@ async def read_request(request: Request, model: type[M], max_bytes: int = MAX_BO
         data = json.loads(text, parse_constant=_no_constant)
     except json.JSONDecodeError as exc:
         raise APIError(400, f"request body is not valid JSON: {exc}", code="invalid_json") from None
+    except RecursionError:
+        raise APIError(400, "request body nests too deeply", code="invalid_body") from None
     if not isinstance(data, dict):
         raise APIError(400, "request body must be a JSON object", code="invalid_body")
     try:
@@ -141,23 +149,31 @@ def check_single_choice(n: int) -> None:
 
 class Submission:
     """A job on the worker plus a task that cancels it when the client disconnects; `timeout`
-    (seconds, queueing included) cancels it and answers 504; `observe` sees every item."""
+    (seconds from the request's arrival: reading the body, validation and queueing included)
+    cancels it and answers 504; `observe` sees every item."""
 
-    def __init__(self, request: Request, worker: Worker, payload: Any, *, timeout: float | None = None, observe: Callable[[Any], None] | None = None) -> None:
+    def __init__(self, request: Request, worker: Worker, payload: Any, *, timeout: float | None = None, observe: Callable[[Any], None] | None = None, arrived: float | None = None) -> None:
         loop = asyncio.get_running_loop()
+        self.timeout, self.observe, self._worker = timeout, observe, worker
+        self._deadline = None if timeout is None else (arrived if arrived is not None else time.monotonic()) + timeout
+        if self._deadline is not None and time.monotonic() >= self._deadline:
+            raise self._late()
         try:
             self.job: Job = worker.submit(payload, loop)
         except QueueFull as exc:
             raise as_api_error(exc) from None
-        self.timeout, self.observe = timeout, observe
-        self._deadline = None if timeout is None else loop.time() + timeout
         self._watch = asyncio.create_task(self._watch_disconnect(request))
+
+    def cancel(self) -> None:
+        """Stop the job: a waiting one leaves the queue now, a running one stops at its next step."""
+        self.job.cancel.set()
+        self._worker.withdraw(self.job)
 
     async def _watch_disconnect(self, request: Request) -> None:
         while not self.job.cancel.is_set():
             message = await request.receive()
             if message["type"] == "http.disconnect":
-                self.job.cancel.set()
+                self.cancel()
 
     async def next(self) -> Any:
         """The job's next item; its failure as an APIError."""
@@ -165,21 +181,24 @@ class Submission:
             if self._deadline is None:
                 item = await self.job.next()
             else:
-                item = await asyncio.wait_for(self.job.next(), max(0.0, self._deadline - asyncio.get_running_loop().time()))
+                item = await asyncio.wait_for(self.job.next(), max(0.0, self._deadline - time.monotonic()))
         except asyncio.TimeoutError:
-            self.job.cancel.set()
-            raise APIError(504, f"the request ran past this server's limit of {self.timeout:g} seconds", code="timeout") from None
+            self.cancel()
+            raise self._late() from None
         except Exception as exc:
             raise as_api_error(exc) from None
         if self.observe is not None:
             self.observe(item)
         return item
 
+    def _late(self) -> APIError:
+        return APIError(504, f"the request ran past this server's limit of {self.timeout:g} seconds", code="timeout")
+
     def close(self) -> None:
         """Stop watching; cancel the job if it is still running (the response ended early)."""
         self._watch.cancel()
         if not self.job.finished:
-            self.job.cancel.set()
+            self.cancel()
 
 
 def sse(chunks: AsyncIterator[dict[str, Any]], sub: Submission) -> StreamingResponse:

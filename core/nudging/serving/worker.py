@@ -7,15 +7,17 @@ between steps (continuous batching) while others are mid-generation.
 
 A job leaves the worker's books the moment it ends (its `finish` or `fail`), not when the batch
 empties: a server that is never idle must not keep finished jobs, and `status()` is true at every moment.
+A waiting job that is cancelled (its client left, its deadline passed) leaves the queue at once
+(`withdraw`, or at the next look at the queue): it holds no queue slot and is not counted as queued.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import queue
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -97,57 +99,91 @@ class Worker:
         if max_queue < 1 or max_batch < 1:
             raise ValueError("max_queue and max_batch must be >= 1")
         self._run_batch = run_batch
-        self._queue: queue.Queue[Job | None] = queue.Queue(maxsize=max_queue)
+        self._waiting: deque[Job] = deque()
+        self._max_queue = max_queue
         self._max_batch = max_batch
         self._running: dict[int, Job] = {}
-        self._lock = threading.Lock()  # `_running` and `counts` change together
+        self._lock = threading.Lock()  # `_waiting`, `_running` and `counts` change together
+        self._ready = threading.Condition(self._lock)  # a job is waiting, or the worker stops
         self._thread: threading.Thread | None = None
         self._closed = False
+        self._stopping = False
         self.counts = {"served": 0, "cancelled": 0, "failed": 0}
 
     def submit(self, payload: Any, loop: asyncio.AbstractEventLoop) -> Job:
         if self._closed:
             raise QueueFull("the server is shutting down")
         job = Job(payload, loop)
-        try:
-            self._queue.put_nowait(job)
-        except queue.Full:
-            raise QueueFull(f"the server is busy: {self._queue.maxsize} requests are already waiting") from None
+        with self._lock:
+            gone = self._purge()
+            full = len(self._waiting) >= self._max_queue
+            if not full:
+                self._waiting.append(job)
+                self._ready.notify()
+        self._fail_cancelled(gone)
+        if full:
+            raise QueueFull(f"the server is busy: {self._max_queue} requests are already waiting")
         return job
+
+    def withdraw(self, job: Job) -> None:
+        """Take a cancelled job out of the queue now, if it is still waiting (a running one stops at its next step)."""
+        with self._lock:
+            try:
+                self._waiting.remove(job)
+            except ValueError:
+                return
+        self._fail_cancelled([job])
 
     def status(self) -> dict[str, int]:
         with self._lock:
-            return {"queued": self._queue.qsize(), "running": len(self._running), **self.counts}
+            gone = self._purge()
+            out = {"queued": len(self._waiting), "running": len(self._running), **self.counts}
+        self._fail_cancelled(gone)
+        return out
+
+    def _purge(self) -> list[Job]:
+        """The waiting jobs cancelled since (under the lock): out of the queue, for `_fail_cancelled`."""
+        gone = [j for j in self._waiting if j.cancel.is_set()]
+        for j in gone:
+            self._waiting.remove(j)
+        return gone
+
+    def _fail_cancelled(self, jobs: list[Job]) -> None:
+        for j in jobs:
+            j.fail(Cancelled("cancelled before it started"))
+            with self._lock:
+                self.counts["cancelled"] += 1
 
     def start(self) -> None:
-        self._closed = False
+        self._closed = self._stopping = False
         self._thread = threading.Thread(target=self._serve, name="nudging-engine", daemon=True)
         self._thread.start()
 
     def stop(self, timeout: float = 10.0) -> None:
         """Refuse new jobs, cancel waiting and running ones, and wait for the thread to end."""
         self._closed = True
-        while True:
-            try:
-                job = self._queue.get_nowait()
-            except queue.Empty:
-                break
-            if job is not None:
-                job.fail(Cancelled("the server is shutting down"))
         with self._lock:
+            waiting = list(self._waiting)
+            self._waiting.clear()
             running = list(self._running.values())
+            self._stopping = True
+            self._ready.notify_all()
+        for job in waiting:
+            job.fail(Cancelled("the server is shutting down"))
         for job in running:
             job.cancel.set()
         if self._thread is not None:
-            self._queue.put(None)
             self._thread.join(timeout)
             self._thread = None
 
     def _serve(self) -> None:
         while True:
-            job = self._queue.get()
-            if job is None:
-                return
+            with self._lock:
+                while not self._waiting and not self._stopping:
+                    self._ready.wait()
+                if self._stopping:
+                    return
+                job = self._waiting.popleft()
             live = self._admit([job]) + self._take(self._max_batch - 1)
             if live:
                 self._run(live)
@@ -179,13 +215,10 @@ class Worker:
         """Up to n more waiting jobs, without blocking (the runner calls this between steps)."""
         got: list[Job] = []
         while len(got) < n and not self._closed:
-            try:
-                more = self._queue.get_nowait()
-            except queue.Empty:
-                break
-            if more is None:
-                self._queue.put(None)  # keep the stop signal for the outer loop
-                break
+            with self._lock:
+                if not self._waiting:
+                    break
+                more = self._waiting.popleft()
             got += self._admit([more])
         return got
 

@@ -12,6 +12,7 @@ A view never runs its model itself: methods that need a forward are generators t
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Generator, Sequence
 from dataclasses import dataclass
 from typing import Protocol
@@ -48,11 +49,12 @@ class Grammar(Protocol):
 
 
 class View:
-    def __init__(self, lm: Backend, prompt_ids: list[int], hidden: bool = False, grammar: Grammar | None = None) -> None:
+    def __init__(self, lm: Backend, prompt_ids: list[int], hidden: bool = False, grammar: Grammar | None = None, cancel: threading.Event | None = None) -> None:
         self.lm = lm
         self.grammar = grammar  # when set: consumes every answer id, masks every logits row handed out
         self.tok = lm.tokenizer
-        self.kv: Session = lm.session(hidden=hidden)
+        # `cancel`: a backend whose forwards wait (a remote request) stops waiting when it is set
+        self.kv: Session = lm.session(hidden=hidden, cancel=cancel) if cancel is not None and lm.capabilities.cancellable else lm.session(hidden=hidden)
         self.prompt_ids = list(prompt_ids)
         self.ids: list[int] = list(prompt_ids)
         self.ends: list[int | None] = []  # per answer id: offset in T where it ends (None: mid-character)
@@ -144,11 +146,12 @@ class View:
 
     def append_verified(self, ids: list[int], ends: list[int | None], text_len: int, logits: torch.Tensor, ahead: list[int], ahead_logits: torch.Tensor) -> None:
         """Append foreign ids that a forward already ran (a verified nudge), keeping the draft's tail as
-        lookahead up to its first row the backend left unscored (NaN: a sparse-rows backend)."""
+        lookahead up to its first row the backend left unscored (NaN: a sparse-rows backend).
+        Any NaN marks a row unscored: a grammar's mask writes -inf over part of an unscored row."""
         self._extend_foreign(ids, ends, text_len)
-        self.logits = None if bool(logits[0].isnan()) else logits  # unscored: a forward will get it
+        self.logits = None if bool(logits.isnan().any()) else logits  # unscored: a forward will get it
         if ahead:
-            scored = ahead_logits[:, 0].isnan().logical_not().tolist()
+            scored = ahead_logits.isnan().any(dim=-1).logical_not().tolist()
             ahead = ahead[: next((i for i, ok in enumerate(scored) if not ok), len(ahead))]
         self.ahead_ids = list(ahead)
         self.ahead_logits = ahead_logits[: len(ahead)] if ahead else None
