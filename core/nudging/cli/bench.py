@@ -39,7 +39,7 @@ def bench(
     random_pair: Annotated[str | None, typer.Option("--random-pair", help="Random-weight Llama shapes BASE,NUDGER instead of real models, e.g. 8b,1b (speed only).")] = None,
     tokenizer: Annotated[str, typer.Option("--tokenizer", help="Tokenizer for --random-pair (a chat tokenizer: HF id, folder or embedded:nudger).")] = EMBEDDED_NUDGER,
     batch: Annotated[str | None, typer.Option("--batch", help="Batch sizes, e.g. 1,4,16: total tokens/s of batched nudging vs the base's batched generate (writes batch.json/png) instead of the one-prompt ratio.")] = None,
-    compare: Annotated[bool, typer.Option("--compare", help="Compare HF generate, HF prompt lookup, HF assisted generation (nudger as assistant), our γ=0 with drafting and nudged γ 0.4 with/without drafting, on the comparison prompts (writes compare.json/png).")] = False,
+    compare: Annotated[bool, typer.Option("--compare", help="Compare HF generate, HF prompt lookup, HF assisted generation (nudger as assistant), our γ=0 with drafting, nudged γ 0.4 with/without drafting and the nudger alone, on the comparison prompts, with overhead against the ideal cost, forwards per written id and the time split (writes compare.json/md/png).")] = False,
 ) -> None:
     """Nudged tokens/s against the base model's own greedy generate, same prompts and lengths, interleaved."""
     from pathlib import Path
@@ -122,17 +122,13 @@ def _bench_compare(model: Any, prompts: int, max_new_tokens: int, out_dir: Any, 
     with out.status(f"{prompts} prompts × {max_new_tokens} tokens, every system interleaved…"):
         report = bench_compare.run(model, prompts=bench_compare.PROMPTS[:prompts], max_new_tokens=max_new_tokens, progress=out.print)
     table = Table(title=f"decoding speed, {report['machine']}, load {report['load_average'][0]:.1f}")
-    for col in ("system", "tok/s", "× HF generate", "ids / base fwd", "draft acceptance", "nudge share", "time base/nudger/other s"):
+    for col in bench_compare.COLUMNS:
         table.add_column(col, justify="right")
-    for name, s in report["summary"].items():
-        split = s.get("time_split")
-        table.add_row(
-            name, f"{s['tps']:.1f}", f"×{s['ratio']:.2f}", f"{s['ids_per_base_forward']:.2f}" if "ids_per_base_forward" in s else "-",
-            f"{s['acceptance']:.0%}" if "acceptance" in s else "-", f"{s['nudge_share']:.0%}" if "nudge_share" in s else "-",
-            f"{split['base']:.1f}/{split['nudger']:.1f}/{split['other']:.1f}" if split else "-",
-        )
+    for cells in bench_compare.table(report):
+        table.add_row(*cells)
     out.print(table)
+    out.print("overhead = wall time ÷ ideal cost (each writer's ids at its own alone-cost per id, c_B and c_N, measured on the same prompts); ids counted in the base's view")
     for name, why in report["unavailable"].items():
         out.print(f"[yellow]{name} unavailable: {why}[/yellow]")
     json_path, png_path = bench_compare.write(report, out_dir)
-    out.print(f"wrote {json_path}" + (f" and {png_path}" if png_path else ""))
+    out.print(f"wrote {json_path}, {json_path.with_suffix('.md')}" + (f" and {png_path}" if png_path else ""))
