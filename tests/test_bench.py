@@ -16,7 +16,10 @@ def test_bench_smoke(pair, tmp_path):
         assert p.tokens >= 1 and p.base_only_tps > 0 and p.nudged_tps > 0
         assert p.ratio == p.nudged_tps / p.base_only_tps
         assert 0 <= p.nudge_share <= 1 and p.base_forwards_per_token > 0
+        assert sum(p.written) == p.tokens and p.base_forwards_per_base_id == (p.forwards[0] / p.written[0] if p.written[0] else None)
     summary = report.summary()
+    nudger_ids = sum(p.written[1] for p in report.pairs)
+    assert summary["nudger_forwards_per_nudger_id"] == (sum(p.forwards[1] for p in report.pairs) / nudger_ids if nudger_ids else None)
     assert summary["median_ratio"] > 0 and summary["peak_memory_mb"] > 0
     json_path, _ = bench.write([report], tmp_path)
     data = json.loads(json_path.read_text())
@@ -38,7 +41,7 @@ def test_batch_bench_smoke(pair, tmp_path):
     for r in report["rows"]:
         assert r["base_only_tps"] > 0 and r["nudged_tps"] > 0 and 1 <= r["nudged_tokens"] <= 10 * r["batch"]
         assert r["ratio"] == r["nudged_tps"] / r["base_only_tps"]
-    assert report["rows"][0]["nudged_vs_batch1"] == 1.0
+    assert report["rows"][0]["nudged_vs_batch1"] == 1.0 and report["dtype"] == "float32"
     json_path, _ = bench_batch.write(report, tmp_path)
     assert json.loads(json_path.read_text())["rows"][1]["batch"] == 3
 

@@ -75,14 +75,14 @@ def bench(
         with out.status(f"γ={cfg.gamma}: timing {prompts} prompts…"):
             reports.append(bench_mod.run(model, prompts=bench_mod.PROMPTS[:prompts], config=cfg, warmup=warmup, label=f"{base} + {nudger}"))
     table = Table(title=f"nudged vs base-only greedy generate ({reports[0].device}, {reports[0].machine})")
-    for col in ("γ", "base tok/s", "nudged tok/s", "ratio (median)", "nudge share", "base fwd/tok", "nudger fwd/tok", "time base/nudger/other s", "peak MB"):
+    for col in ("γ", "base tok/s", "nudged tok/s", "ratio (median)", "nudge share", "base fwd / base id", "nudger fwd / nudger id", "time base/nudger/other s", "peak MB"):
         table.add_column(col, justify="right")
     for r in reports:
         s = r.summary()
         split = s["time_split"]
         table.add_row(
             f"{r.gamma}", f"{s['base_only_tps']:.1f}", f"{s['nudged_tps']:.1f}", f"×{s['median_ratio']:.2f}", f"{s['nudge_share']:.0%}",
-            f"{s['base_forwards_per_token']:.2f}", f"{s['nudger_forwards_per_token']:.2f}",
+            *("-" if s[k] is None else f"{s[k]:.2f}" for k in ("base_forwards_per_base_id", "nudger_forwards_per_nudger_id")),
             f"{split['base']:.1f}/{split['nudger']:.1f}/{split['overhead']:.1f}", f"{s['peak_memory_mb']:.0f}",
         )
     out.print(table)
@@ -103,8 +103,8 @@ def _bench_batch(model: Any, sizes: str, cfg: NudgingConfig, out_dir: Any, out: 
         raise typer.BadParameter(f"expected batch sizes like 1,4,16, got {sizes!r}", param_hint="--batch")
     with out.status(f"γ={cfg.gamma}: batch sizes {batch_sizes}…"):
         report = bench_batch.run(model, batch_sizes, config=cfg)
-    table = Table(title=f"batched nudging vs base-only batched generate ({report['device']}, {report['torch_threads']} threads)")
-    for col in ("batch", "base tok/s", "nudged tok/s", "ratio", "nudged vs batch 1", "nudge share"):
+    table = Table(title=f"batched nudging vs the base's batched HF generate ({report['device']}, {report['dtype']}, {report['torch_threads']} threads)")
+    for col in ("batch", "HF generate tok/s", "nudged tok/s", "× batched HF generate", "nudged vs batch 1", "nudge share"):
         table.add_column(col, justify="right")
     for r in report["rows"]:
         scale = r["nudged_vs_batch1"]
