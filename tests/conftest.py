@@ -17,12 +17,13 @@ def real_pair():
     """(base_model, base_tok, nudger_model, nudger_tok): gemma-3-270m and SmolLM2-135M-Instruct.
 
     Loaded through the GGUF conversion cache ($NUDGING_CACHE or ~/.cache/nudging): about 75 s the
-    first time on a machine, a few seconds afterwards.
+    first time on a machine, a few seconds afterwards. Pinned to float32, not `dtype="auto"` (bf16
+    on CPUs with native bf16): the tests compare tokens with the models' own float32 decoding.
     """
     from nudging.loading import load_model
 
-    base, base_tok = load_model("embedded:base")
-    nudger, nudger_tok = load_model("embedded:nudger")
+    base, base_tok = load_model("embedded:base", dtype="float32")
+    nudger, nudger_tok = load_model("embedded:nudger", dtype="float32")
     return base, base_tok, nudger, nudger_tok
 
 

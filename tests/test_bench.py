@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from nudging import NudgingConfig
 from nudging.bench import speed as bench
 
@@ -15,7 +16,10 @@ def test_bench_smoke(pair, tmp_path):
         assert p.tokens >= 1 and p.base_only_tps > 0 and p.nudged_tps > 0
         assert p.ratio == p.nudged_tps / p.base_only_tps
         assert 0 <= p.nudge_share <= 1 and p.base_forwards_per_token > 0
+        assert sum(p.written) == p.tokens and p.base_forwards_per_base_id == (p.forwards[0] / p.written[0] if p.written[0] else None)
     summary = report.summary()
+    nudger_ids = sum(p.written[1] for p in report.pairs)
+    assert summary["nudger_forwards_per_nudger_id"] == (sum(p.forwards[1] for p in report.pairs) / nudger_ids if nudger_ids else None)
     assert summary["median_ratio"] > 0 and summary["peak_memory_mb"] > 0
     json_path, _ = bench.write([report], tmp_path)
     data = json.loads(json_path.read_text())
@@ -37,13 +41,14 @@ def test_batch_bench_smoke(pair, tmp_path):
     for r in report["rows"]:
         assert r["base_only_tps"] > 0 and r["nudged_tps"] > 0 and 1 <= r["nudged_tokens"] <= 10 * r["batch"]
         assert r["ratio"] == r["nudged_tps"] / r["base_only_tps"]
-    assert report["rows"][0]["nudged_vs_batch1"] == 1.0
+    assert report["rows"][0]["nudged_vs_batch1"] == 1.0 and report["dtype"] == "float32"
     json_path, _ = bench_batch.write(report, tmp_path)
     assert json.loads(json_path.read_text())["rows"][1]["batch"] == 3
 
 
 def test_compare_bench_smoke(pair, tmp_path):
-    """Every system runs (or says why it cannot) and the report has ratios against HF generate."""
+    """Every system runs (or says why it cannot), the report has ratios against HF generate, and its
+    cost columns follow from the same prompt's alone-runs."""
     from nudging.bench import compare
 
     report = compare.run(pair, prompts=compare.PROMPTS[:1], max_new_tokens=10)
@@ -53,8 +58,45 @@ def test_compare_bench_smoke(pair, tmp_path):
     for name in compare.OURS:
         s = report["summary"][name]
         assert s["tps"] > 0 and s["ids_per_base_forward"] > 0
-    json_path, _ = compare.write(report, tmp_path)
+    [row] = report["rows"]
+    alone = row["γ=0 + drafting"]
+    assert alone["overhead"] == pytest.approx(1.0) and alone["nudger_tokens"] == 0  # c_B is its own cost per id
+    assert alone["c_base"] == alone["seconds"] / alone["tokens"]
+    helper = row["nudger alone + drafting"]
+    assert helper["base_tokens"] == 0 and helper["c_nudger"] == (helper["seconds"] - helper["time_split"]["base"]) / helper["tokens"]
+    for name, (b_src, n_src) in compare.PRICED_BY.items():
+        r = row[name]
+        c_base = None if b_src is None else row[b_src]["seconds"] / row[b_src]["tokens"]
+        assert r["c_base"] == c_base and r["c_nudger"] == (None if n_src is None else row[n_src]["c_nudger"])
+        assert r["base_tokens"] + r["nudger_tokens"] == r["tokens"]
+        assert r["ideal_seconds"] == pytest.approx(r["base_tokens"] * (c_base or 0) + r["nudger_tokens"] * (r["c_nudger"] or 0))
+        assert r["overhead"] == pytest.approx(r["seconds"] / r["ideal_seconds"])
+        assert report["summary"][name]["overhead"] == pytest.approx(r["overhead"])  # one prompt: the sums are its own
+        split = r["time_split"]
+        assert split["base"] + split["nudger"] + split["other"] == pytest.approx(r["seconds"])
+    json_path, png_path = compare.write(report, tmp_path)
     assert json.loads(json_path.read_text())["rows"][0]["tokens"] >= 1
+    table = (tmp_path / "compare.md").read_text()
+    assert "| overhead |" in table and "| nudged γ=0.4 + drafting |" in table and report["machine"] in table
+
+
+def test_cost_columns_arithmetic():
+    """Overhead, forwards per written id and the time split of made-up stats, by hand."""
+    from nudging.bench import cost
+    from nudging.results import Stats
+
+    s = Stats(output_tokens=10, base_tokens=6, nudger_tokens=4, base_forwards=3, nudger_forwards=8, base_seconds=1.2, nudger_seconds=0.6, seconds=2.0)
+    c = cost.columns(s, 0.1, 0.05)
+    assert c["ideal_seconds"] == pytest.approx(6 * 0.1 + 4 * 0.05) and c["overhead"] == pytest.approx(2.0 / 0.8)
+    assert c["base_forwards_per_base_id"] == 0.5 and c["nudger_forwards_per_nudger_id"] == 2.0
+    assert c["time_split"]["other"] == pytest.approx(0.2)
+    assert cost.columns(s, 0.1, None)["overhead"] is None  # the nudger wrote ids nobody priced
+    assert cost.columns(Stats(output_tokens=5, base_tokens=5, seconds=1.0), 0.1, None)["overhead"] == pytest.approx(2.0)
+    assert cost.nudger_alone_cost(Stats(output_tokens=4, nudger_tokens=4, base_seconds=1.0, seconds=3.0)) == 0.5
+    assert cost.nudger_alone_cost(Stats()) is None and cost.base_alone_cost(1.0, 0) is None
+    t = cost.totals([c, cost.columns(Stats(output_tokens=2, base_tokens=2, base_forwards=2, seconds=0.4, base_seconds=0.4), 0.1, 0.05)])
+    assert t["overhead"] == pytest.approx(2.4 / 1.0) and t["base_forwards_per_base_id"] == pytest.approx(5 / 8)
+    assert t["nudger_forwards_per_nudger_id"] == 2.0 and t["time_split"]["base"] == pytest.approx(1.6)
 
 
 def test_draft_table_command(tmp_path, tokenizers):

@@ -231,3 +231,17 @@ def test_proxy_tuned_row(tmp_path):
     proxy = [r for r in rows if r["system"] == "proxy-tuned"]
     assert len(proxy) == 1 and proxy[0]["n"] == 2 and proxy[0]["nudge_share"] == 0.0
     assert "| gsm8k | proxy-tuned | – | 2 |" in paths["markdown"].read_text()
+
+
+def test_bf16_answers_are_cached_apart_from_float32_ones():
+    """A bf16 model answers differently: its records get their own fingerprint, float32 keeps its own."""
+    import torch
+    from nudging.evaluation.runner import eval_config, fingerprint, weight_dtypes
+
+    base, base_tok, nudger, nudger_tok = tiny_pair("same")
+    cfg = eval_config(8)
+    fp32 = fingerprint(Nudger(base, base_tok, nudger, nudger_tok), cfg)
+    assert weight_dtypes(Nudger(base, base_tok, nudger, nudger_tok)) == {}  # float32 adds no key: old caches stay valid
+    half = Nudger(base.to(torch.bfloat16), base_tok, nudger, nudger_tok)
+    assert weight_dtypes(half) == {"base": "bfloat16"} and fingerprint(half, cfg) != fp32
+    assert fingerprint(Nudger(base.to(torch.float32), base_tok, nudger, nudger_tok), cfg) == fp32

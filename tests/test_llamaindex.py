@@ -290,6 +290,6 @@ def test_from_pretrained_local_dirs(pair, tmp_path):
     for side, lm in (("base", pair.base), ("nudger", pair.nudger)):
         lm.model.save_pretrained(tmp_path / side)
         lm.tokenizer.save_pretrained(tmp_path / side)
-    llm = NudgingLLM.from_pretrained(base=tmp_path / "base", nudger=tmp_path / "nudger", gamma=GAMMA, max_new_tokens=BUDGET)
+    llm = NudgingLLM.from_pretrained(base=tmp_path / "base", nudger=tmp_path / "nudger", dtype="float32", gamma=GAMMA, max_new_tokens=BUDGET)  # as the reference
     res, ref = llm.complete(PROMPT), _reference(pair, PROMPT)
     assert res.text == ref.text and res.additional_kwargs["prompts"] == ref.prompts

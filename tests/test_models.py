@@ -6,8 +6,10 @@ Tests marked `real` use the embedded GGUF pair; the error tests run in milliseco
 from __future__ import annotations
 
 import importlib.util
+import platform
 import shutil
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -45,9 +47,12 @@ def test_first_load_converts_then_cache_hits(tmp_path, monkeypatch):
     config = (folder / "config.json").read_text()
     assert "quantization_config" not in config and "LlamaForCausalLM" in config
 
-    again, _ = load_model(gguf, cache_dir=tmp_path)
+    again, _ = load_model(gguf, cache_dir=tmp_path, dtype="float32")
     assert calls == [gguf.name]  # cache hit: no second conversion
     assert again.name_or_path == str(folder)
+    half, _ = load_model(gguf, cache_dir=tmp_path, dtype="bfloat16")
+    assert calls == [gguf.name] and half.name_or_path == str(folder)  # one float32 folder serves both dtypes
+    assert half.dtype == torch.bfloat16 and again.dtype == torch.float32
 
     moved = tmp_path / "elsewhere" / gguf.name  # keyed by content, not by location
     moved.parent.mkdir()
@@ -83,7 +88,7 @@ def test_cached_model_equals_gguf_loaded_model(real_pair, side):
 def test_loaded_for_inference_on_cpu(real_pair):
     for model in real_pair[0::2]:
         assert not model.training
-        assert model.dtype == torch.float32  # dtype="auto" on the CPU
+        assert model.dtype == torch.float32  # the fixture pins float32
         assert model.device.type == "cpu"
 
 
@@ -145,6 +150,23 @@ def test_folder_without_a_model(tmp_path):
 def test_unknown_embedded_alias():
     with pytest.raises(ModelLoadError, match="embedded:base"):
         load_model("embedded:large")
+
+
+@pytest.mark.skipif(not (sys.platform == "linux" and platform.machine() == "x86_64"), reason="reads x86 flags from /proc/cpuinfo")
+def test_native_bf16_agrees_with_the_kernels_cpu_flags():
+    flags = set()
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("flags"):
+            flags |= set(line.split(":", 1)[1].split())
+    assert models.native_bf16() == bool(flags & {"avx512_bf16", "amx_bf16"})
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_auto_dtype_is_bf16_only_where_the_cpu_computes_it(monkeypatch, native):
+    monkeypatch.setattr(models, "native_bf16", lambda: native)
+    cpu = torch.device("cpu")
+    assert models._resolve_dtype("auto", cpu) == (torch.bfloat16 if native else torch.float32)
+    assert models._resolve_dtype("float32", cpu) == torch.float32 and models._resolve_dtype(torch.bfloat16, cpu) == torch.bfloat16
 
 
 def test_bad_dtype_is_a_config_error(tmp_path):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 import io
+import re
 import runpy
 from pathlib import Path
 
@@ -53,12 +54,19 @@ def test_demo_runs_and_shows_both_sides(real):
     spec.loader.exec_module(demo)
     out = io.StringIO()
     question = "How many legs does a spider have?"
-    [(alone, nudged)] = demo.main([question], nudger=real, max_new_tokens=32, console=Console(file=out, width=140))
+    [(alone, nudged)] = demo.main([question], nudger=real, max_new_tokens=32, console=Console(file=out, width=400))  # wide: no cell wraps a line the test reads
     shown = out.getvalue()
     assert question in shown and "Base model alone (gamma = 0)" in shown and "Nudged (gamma = 0.4)" in shown
     assert alone.stats.stop_reason == "length" and nudged.stats.stop_reason == "eos"
     assert "Answers that ended by themselves: base alone 0/1, nudged 1/1." in shown
     assert f"The nudger wrote {nudged.stats.nudge_share:.0%} of the nudged tokens" in shown
+    # what a user waits for, per answer and in all; no tokens/s of the base alone's runaway text
+    assert shown.count("s to the finished answer") == 2 and "cut at the 32-token budget" in shown
+    waited = re.search(r"Waiting for all 1 answers: ([\d.]+) s base alone \(1 cut at the 32-token budget\), ([\d.]+) s nudged, of which ([\d.]+) s reading the prompts; past the prompts the nudged answers were written at ([\d.]+) tokens/s", shown)
+    assert waited, shown[-600:]
+    base_s, nudged_s, reading, tps = map(float, waited.groups())
+    assert 0 < reading < nudged_s and tps > 0 and base_s > 0
+    assert "tokens/s base alone" not in shown
 
 
 def test_quickstart_runs_as_written(real, monkeypatch, capsys):

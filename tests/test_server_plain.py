@@ -155,7 +155,7 @@ def test_serve_runs_a_plain_model_in_its_own_process(tmp_path: Path):
     model = tiny_llama(smol_tok, seed=5)
     model.save_pretrained(tmp_path)
     smol_tok.save_pretrained(tmp_path)
-    code = f"from nudging.serving import serve; serve(plain={str(tmp_path)!r}, host='127.0.0.1', port=0, model_name='tiny')"
+    code = f"from nudging.serving import serve; serve(plain={str(tmp_path)!r}, host='127.0.0.1', port=0, model_name='tiny', dtype='float32')"
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     proc = subprocess.Popen([sys.executable, "-c", code], stderr=subprocess.PIPE, text=True, env=env)
     try:

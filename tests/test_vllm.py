@@ -156,7 +156,7 @@ def test_nudging_serve_in_front_of_vllm(vllm_url, local, tmp_path):
     port = free_port()
     folder = httpx.get(vllm_url + "/models").json()["data"][0]["id"]
     log = open(tmp_path / "serve.log", "w")
-    cmd = [sys.executable, "-c", "from nudging.cli import app; app()", "serve", "--base", f"{vllm_url}#{folder}", "--nudger", "embedded:nudger", "--port", str(port), "--gamma", "0.4"]
+    cmd = [sys.executable, "-c", "from nudging.cli import app; app()", "serve", "--base", f"{vllm_url}#{folder}", "--nudger", "embedded:nudger", "--port", str(port), "--gamma", "0.4", "--dtype", "float32"]  # as `local` and the server
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:

@@ -93,6 +93,7 @@ def run(nudger: Nudger, sizes: list[int], *, config: NudgingConfig | None = None
     one = next((r.nudged_tps for r in rows if r.batch == 1), None)
     return {
         "device": str(device),
+        "dtype": str(nudger.base.model.dtype).removeprefix("torch."),  # batched generate runs the same weights
         "gamma": cfg.gamma,
         "max_new_tokens": cfg.max_new_tokens,
         "rows": [asdict(r) | {"nudged_vs_batch1": (r.nudged_tps / one) if one else None} for r in rows],
@@ -118,6 +119,6 @@ def write(report: dict[str, Any], out_dir: Path) -> tuple[Path, Path | None]:
     ax.set_xticks(xs, [str(x) for x in xs])
     ax.set_xlabel("batch size")
     ax.set_ylabel("total tokens / s")
-    ax.set_title(f"{report['device']}, γ={report['gamma']}", fontsize=8)
+    ax.set_title(f"{report['device']}, {report.get('dtype', '')}, γ={report['gamma']}", fontsize=8)
     ax.legend(fontsize=7)
     return json_path, save_png(plt, fig, out_dir / "batch.png")

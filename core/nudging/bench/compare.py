@@ -1,11 +1,13 @@
 """Speed of every way to decode with the base, in one process: HF `generate`, HF prompt lookup, HF
-assisted generation with the nudger as assistant (across tokenizers), our γ = 0 with drafting, and
-nudged γ 0.4 with and without drafting.
+assisted generation with the nudger as assistant (across tokenizers), our γ = 0 with drafting, nudged
+γ 0.4 with and without drafting, and the nudger alone (γ > 1), which prices the nudger's ids.
 
 Per prompt the systems run interleaved (rotating order, so a shared machine's load hits each alike)
 after one untimed warm-up. HF systems are forced to the token count of our γ = 0 run (identical text
-for greedy), so tokens/s compare like with like; nudged runs report their own length. Ratios are
-against HF `generate` on the same prompt. Timings are reported, never asserted.
+for greedy in float32), so tokens/s compare like with like; our other runs report their own length.
+Ratios are against HF `generate` on the same prompt, in the same dtype (it runs the same weights).
+Each of our runs also gets the cost columns of `cost` (overhead against the ideal cost, forwards per
+id each model wrote, the time split). Timings are reported, never asserted.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import torch
 
 from ..config import NudgingConfig
 from ..nudger import Nudger
+from . import cost
 from .speed import pyplot, save_png
 
 # Varied instructions that ask for 128+ tokens: lists, explanations, code, a story, a rewrite.
@@ -40,8 +43,19 @@ OURS = {
     "γ=0 + drafting": NudgingConfig(gamma=0.0),
     "nudged γ=0.4": NudgingConfig(gamma=0.4, drafter="off"),
     "nudged γ=0.4 + drafting": NudgingConfig(gamma=0.4),
+    "nudger alone": NudgingConfig(gamma=2.0, drafter="off"),
+    "nudger alone + drafting": NudgingConfig(gamma=2.0),
 }
 HF = ("HF generate", "HF prompt lookup", "HF assisted (nudger)")
+# The alone-runs that price each system's ids (c_B, c_N): drafted costs for drafting systems.
+PRICED_BY = {
+    "γ=0 + drafting": ("γ=0 + drafting", None),
+    "nudged γ=0.4": ("HF generate", "nudger alone"),
+    "nudged γ=0.4 + drafting": ("γ=0 + drafting", "nudger alone + drafting"),
+    "nudger alone": (None, "nudger alone"),
+    "nudger alone + drafting": (None, "nudger alone + drafting"),
+}
+COLUMNS = ("system", "tok/s", "× HF generate", "overhead", "nudger fwd / nudger id", "base fwd / base id", "ids / base fwd", "draft acceptance", "nudge share", "time base/nudger/other s")
 
 
 def _hf(nudger: Nudger, name: str, ids: list[int], n: int) -> float:
@@ -59,6 +73,24 @@ def _hf(nudger: Nudger, name: str, ids: list[int], n: int) -> float:
     return time.perf_counter() - t0
 
 
+def _alone_costs(row: dict[str, Any], stats: dict[str, Any]) -> dict[str, float | None]:
+    """Per-id costs of this prompt's alone-runs, keyed by the system that measured them."""
+    costs: dict[str, float | None] = {name: cost.nudger_alone_cost(stats[name]) for name in ("nudger alone", "nudger alone + drafting")}
+    costs["γ=0 + drafting"] = cost.base_alone_cost(stats["γ=0 + drafting"].seconds, stats["γ=0 + drafting"].output_tokens)
+    costs["HF generate"] = cost.base_alone_cost(row["HF generate"]["seconds"], row["HF generate"]["tokens"])
+    return costs
+
+
+def _ours(s: Any) -> dict[str, Any]:
+    return {
+        "tps": s.output_tokens / s.seconds, "tokens": s.output_tokens,
+        "ids_per_base_forward": s.output_tokens / max(1, s.base_forwards),
+        "drafted": s.drafted_tokens, "draft_accepted": s.draft_accepted_tokens,
+        "acceptance": s.draft_accepted_tokens / s.drafted_tokens if s.drafted_tokens else None,
+        "nudge_share": s.nudge_share,
+    }
+
+
 def run(nudger: Nudger, *, prompts: list[str] | None = None, max_new_tokens: int = 128, progress: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Every system on every prompt, interleaved; per-system medians and per-prompt rows."""
     prompts = prompts or PROMPTS
@@ -66,6 +98,7 @@ def run(nudger: Nudger, *, prompts: list[str] | None = None, max_new_tokens: int
     broken: dict[str, str] = {}
     warm = prompts[0]
     nudger.generate(warm, OURS["γ=0 + drafting"], max_new_tokens=16)
+    nudger.generate(warm, OURS["nudger alone"], max_new_tokens=16)
     for name in HF:
         try:
             _hf(nudger, name, nudger.prompt_ids(warm)["base"], 8)
@@ -79,19 +112,18 @@ def run(nudger: Nudger, *, prompts: list[str] | None = None, max_new_tokens: int
         systems = [*ours, *(h for h in HF if h not in broken)]
         k = i % len(systems)
         row: dict[str, Any] = {"prompt": prompt, "tokens": n}
+        stats = {}
         for name in systems[k:] + systems[:k]:
             if name in ours:
-                s = nudger.generate(prompt, ours[name]).stats
-                row[name] = {
-                    "tps": s.output_tokens / s.seconds, "tokens": s.output_tokens,
-                    "ids_per_base_forward": s.output_tokens / max(1, s.base_forwards),
-                    "drafted": s.drafted_tokens, "draft_accepted": s.draft_accepted_tokens,
-                    "acceptance": s.draft_accepted_tokens / s.drafted_tokens if s.drafted_tokens else None,
-                    "nudge_share": s.nudge_share,
-                    "time_split": {"base": s.base_seconds, "nudger": s.nudger_seconds, "other": max(0.0, s.seconds - s.base_seconds - s.nudger_seconds)},
-                }
+                stats[name] = nudger.generate(prompt, ours[name]).stats
+                row[name] = _ours(stats[name])
             else:
-                row[name] = {"tps": n / _hf(nudger, name, ids, n), "tokens": n}
+                secs = _hf(nudger, name, ids, n)
+                row[name] = {"tps": n / secs, "tokens": n, "seconds": secs}
+        costs = _alone_costs(row, stats)
+        for name in ours:
+            b_src, n_src = PRICED_BY[name]
+            row[name].update(cost.columns(stats[name], costs.get(b_src), costs.get(n_src)))
         for name in systems:
             row[name]["ratio"] = row[name]["tps"] / row["HF generate"]["tps"] if "HF generate" in row else None
         rows.append(row)
@@ -106,31 +138,94 @@ def run(nudger: Nudger, *, prompts: list[str] | None = None, max_new_tokens: int
             vals = [g[key] for g in got if g.get(key) is not None]
             if vals:
                 summary[name][key] = statistics.mean(vals)
-        if "time_split" in got[0]:
-            summary[name]["time_split"] = {part: sum(g["time_split"][part] for g in got) for part in ("base", "nudger", "other")}
+        if name in OURS:
+            summary[name].update(cost.totals(got))
     return {
-        "machine": f"{platform.machine()} {platform.processor() or ''} {os.cpu_count()} cpus, torch {torch.__version__} threads {torch.get_num_threads()}, dtype {nudger.base.model.dtype}",
+        "machine": machine(nudger),
+        "dtype": str(nudger.base.model.dtype).removeprefix("torch."),
         "load_average": os.getloadavg(),
-        "base": nudger.base.name, "nudger": nudger.nudger.name, "max_new_tokens": max_new_tokens,
+        "base": nudger.base.name, "nudger": nudger.nudger.name, "max_new_tokens": max_new_tokens, "prompts": len(prompts),
+        "priced_by": {k: {"c_base": b, "c_nudger": n} for k, (b, n) in PRICED_BY.items()},
         "summary": summary, "rows": rows, "unavailable": broken,
     }
 
 
+def machine(nudger: Nudger) -> str:
+    """CPU model (or GPU), cores, torch, threads and the weights' dtype: what a timing depends on."""
+    name = platform.processor() or platform.machine()
+    if Path("/proc/cpuinfo").is_file():
+        name = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("model name")), name)
+    device = nudger.base.model.device
+    if device.type == "cuda":
+        name = torch.cuda.get_device_name(device)
+    return f"{name}, {os.cpu_count()} cpus, torch {torch.__version__} threads {torch.get_num_threads()}, dtype {str(nudger.base.model.dtype).removeprefix('torch.')}"
+
+
+def table(report: dict[str, Any]) -> list[list[str]]:
+    """The summary as rows of cells under COLUMNS (the CLI's table and compare.md)."""
+
+    def fmt(value: Any, spec: str) -> str:
+        return "-" if value is None else format(value, spec)
+
+    out = []
+    for name, s in report["summary"].items():
+        split = s.get("time_split")
+        out.append([
+            name, f"{s['tps']:.1f}", f"×{s['ratio']:.2f}", fmt(s.get("overhead"), ".2f"), fmt(s.get("nudger_forwards_per_nudger_id"), ".2f"),
+            fmt(s.get("base_forwards_per_base_id"), ".2f"), fmt(s.get("ids_per_base_forward"), ".2f"), fmt(s.get("acceptance"), ".0%"),
+            fmt(s.get("nudge_share"), ".0%"), f"{split['base']:.1f}/{split['nudger']:.1f}/{split['other']:.1f}" if split else "-",
+        ])
+    return out
+
+
+def markdown(report: dict[str, Any]) -> str:
+    """compare.md: the table with the machine, the load and what the columns mean."""
+    lines = [
+        f"{report['base']} + {report['nudger']}, {report['prompts']} prompts × {report['max_new_tokens']} new tokens, {report['machine']}, load average {report['load_average'][0]:.1f}",
+        "",
+        "| " + " | ".join(COLUMNS) + " |",
+        "|" + "---|" * len(COLUMNS),
+        *("| " + " | ".join(cells) + " |" for cells in table(report)),
+        "",
+        "tok/s and × HF generate: medians over prompts. Overhead = wall time ÷ ideal cost (base-written ids × c_B + nudger-written ids × c_N;",
+        "c_B, c_N: each model's seconds per id alone on the same prompt, see `priced_by` in compare.json), summed over prompts;",
+        "forwards per id, ids counted in the base's view as the nudge share is.",
+    ]
+    return "\n".join(lines) + "\n"
+
+
 def write(report: dict[str, Any], out_dir: Path) -> tuple[Path, Path | None]:
-    """compare.json, and compare.png (median tokens/s per system) when matplotlib is installed."""
+    """compare.json, compare.md, and compare.png (tokens/s per system; where each nudged run's
+    time went against its ideal cost) when matplotlib is installed."""
     out_dir.mkdir(parents=True, exist_ok=True)
     json_path = out_dir / "compare.json"
     json_path.write_text(json.dumps(report, indent=2, ensure_ascii=False))
+    (out_dir / "compare.md").write_text(markdown(report))
     plt = pyplot()
     if plt is None:
         return json_path, None
-    names = list(report["summary"])
-    fig, ax = plt.subplots(figsize=(8, 3.6))
-    tps = [report["summary"][k]["tps"] for k in names]
+    summary = report["summary"]
+    names = list(summary)
+    fig, (ax, bx) = plt.subplots(1, 2, figsize=(12, 3.8), gridspec_kw={"width_ratios": [3, 2]})
+    tps = [summary[k]["tps"] for k in names]
     ax.bar(range(len(names)), tps, color=["tab:green" if k in OURS else "tab:gray" for k in names])
     for x, k in enumerate(names):
-        ax.annotate(f"×{report['summary'][k]['ratio']:.2f}", (x, tps[x]), ha="center", va="bottom", fontsize=8)
-    ax.set_xticks(range(len(names)), names, fontsize=7, rotation=15)
+        ax.annotate(f"×{summary[k]['ratio']:.2f}", (x, tps[x]), ha="center", va="bottom", fontsize=8)
+    ax.set_xticks(range(len(names)), names, fontsize=7, rotation=20, ha="right")
     ax.set_ylabel("tokens / s (median over prompts)")
-    ax.set_title(f"{report['base']} + {report['nudger']}, {report['max_new_tokens']} new tokens", fontsize=8)
+    ax.set_title(f"{report['base']} + {report['nudger']}, {report['max_new_tokens']} new tokens, {report['dtype']}", fontsize=8)
+    nudged = [k for k in names if k in OURS and summary[k].get("nudge_share") and summary[k]["nudge_share"] < 1]
+    left = [0.0] * len(nudged)
+    for part, color in (("base", "tab:blue"), ("nudger", "tab:purple"), ("other", "tab:gray")):
+        widths = [summary[k]["time_split"][part] for k in nudged]
+        bx.barh(range(len(nudged)), widths, left=left, color=color, label=f"{part} forwards" if part != "other" else "other")
+        left = [a + b for a, b in zip(left, widths)]
+    for y, k in enumerate(nudged):
+        if summary[k].get("overhead"):
+            ideal = left[y] / summary[k]["overhead"]
+            bx.plot([ideal, ideal], [y - 0.4, y + 0.4], color="black")
+            bx.annotate(f"overhead ×{summary[k]['overhead']:.2f}", (left[y], y), va="center", fontsize=7)
+    bx.set_yticks(range(len(nudged)), nudged, fontsize=7)
+    bx.set_xlabel("seconds over all prompts (black line: ideal cost)")
+    bx.legend(fontsize=7, loc="lower right")
     return json_path, save_png(plt, fig, out_dir / "compare.png")

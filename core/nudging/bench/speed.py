@@ -43,6 +43,10 @@ class PairTiming:
     nudge_share: float
     base_forwards_per_token: float
     nudger_forwards_per_token: float
+    base_forwards_per_base_id: float | None  # forwards ÷ ids that model wrote (base-view ids)
+    nudger_forwards_per_nudger_id: float | None
+    written: tuple[int, int]  # (base-written, nudger-written) ids
+    forwards: tuple[int, int]  # (base, nudger) forwards
     speculated_tokens: int
     base_seconds: float
     nudger_seconds: float
@@ -77,6 +81,8 @@ class BenchReport:
             "nudge_share": statistics.mean(p.nudge_share for p in ps),
             "base_forwards_per_token": statistics.mean(p.base_forwards_per_token for p in ps),
             "nudger_forwards_per_token": statistics.mean(p.nudger_forwards_per_token for p in ps),
+            "base_forwards_per_base_id": _per(ps, 0),
+            "nudger_forwards_per_nudger_id": _per(ps, 1),
             "time_split": {
                 "base": sum(p.base_seconds for p in ps),
                 "nudger": sum(p.nudger_seconds for p in ps),
@@ -87,6 +93,12 @@ class BenchReport:
 
     def to_dict(self) -> dict[str, Any]:
         return {"summary": self.summary(), **asdict(self)}
+
+
+def _per(pairs: list[PairTiming], side: int) -> float | None:
+    """One model's forwards per id it wrote, over all prompts (Σ forwards ÷ Σ ids; side 0: base)."""
+    ids = sum(p.written[side] for p in pairs)
+    return sum(p.forwards[side] for p in pairs) / ids if ids else None
 
 
 def _sync(device: torch.device) -> None:
@@ -139,6 +151,10 @@ def run(nudger: Nudger, *, prompts: list[str] | None = None, config: NudgingConf
                 nudge_share=s.nudge_share,
                 base_forwards_per_token=s.base_forwards / n,
                 nudger_forwards_per_token=s.nudger_forwards / n,
+                base_forwards_per_base_id=s.base_forwards / s.base_tokens if s.base_tokens else None,
+                nudger_forwards_per_nudger_id=s.nudger_forwards / s.nudger_tokens if s.nudger_tokens else None,
+                written=(s.base_tokens, s.nudger_tokens),
+                forwards=(s.base_forwards, s.nudger_forwards),
                 speculated_tokens=s.speculated_tokens,
                 base_seconds=s.base_seconds,
                 nudger_seconds=s.nudger_seconds,

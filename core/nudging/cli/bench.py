@@ -41,7 +41,7 @@ def bench(
     random_pair: Annotated[str | None, typer.Option("--random-pair", help="Random-weight Llama shapes BASE,NUDGER instead of real models, e.g. 8b,1b (speed only).")] = None,
     tokenizer: Annotated[str, typer.Option("--tokenizer", help="Tokenizer for --random-pair (a chat tokenizer: HF id, folder or embedded:nudger).")] = EMBEDDED_NUDGER,
     batch: Annotated[str | None, typer.Option("--batch", help="Batch sizes, e.g. 1,4,16: total tokens/s of batched nudging vs the base's batched generate (writes batch.json/png) instead of the one-prompt ratio.")] = None,
-    compare: Annotated[bool, typer.Option("--compare", help="Compare HF generate, HF prompt lookup, HF assisted generation (nudger as assistant), our γ=0 with drafting and nudged γ 0.4 with/without drafting, on the comparison prompts (writes compare.json/png).")] = False,
+    compare: Annotated[bool, typer.Option("--compare", help="Compare HF generate, HF prompt lookup, HF assisted generation (nudger as assistant), our γ=0 with drafting, nudged γ 0.4 with/without drafting and the nudger alone, on the comparison prompts, with overhead against the ideal cost, forwards per written id and the time split (writes compare.json/md/png).")] = False,
 ) -> None:
     """Nudged tokens/s against the base model's own greedy generate, same prompts and lengths, interleaved."""
     from pathlib import Path
@@ -77,14 +77,14 @@ def bench(
         with out.status(f"γ={cfg.gamma}: timing {prompts} prompts…"):
             reports.append(bench_mod.run(model, prompts=bench_mod.PROMPTS[:prompts], config=cfg, warmup=warmup, label=f"{base} + {nudger}"))
     table = Table(title=f"nudged vs base-only greedy generate ({reports[0].device}, {reports[0].machine})")
-    for col in ("γ", "base tok/s", "nudged tok/s", "ratio (median)", "nudge share", "base fwd/tok", "nudger fwd/tok", "time base/nudger/other s", "peak MB"):
+    for col in ("γ", "base tok/s", "nudged tok/s", "ratio (median)", "nudge share", "base fwd / base id", "nudger fwd / nudger id", "time base/nudger/other s", "peak MB"):
         table.add_column(col, justify="right")
     for r in reports:
         s = r.summary()
         split = s["time_split"]
         table.add_row(
             f"{r.gamma}", f"{s['base_only_tps']:.1f}", f"{s['nudged_tps']:.1f}", f"×{s['median_ratio']:.2f}", f"{s['nudge_share']:.0%}",
-            f"{s['base_forwards_per_token']:.2f}", f"{s['nudger_forwards_per_token']:.2f}",
+            *("-" if s[k] is None else f"{s[k]:.2f}" for k in ("base_forwards_per_base_id", "nudger_forwards_per_nudger_id")),
             f"{split['base']:.1f}/{split['nudger']:.1f}/{split['overhead']:.1f}", f"{s['peak_memory_mb']:.0f}",
         )
     out.print(table)
@@ -105,8 +105,8 @@ def _bench_batch(model: Any, sizes: str, cfg: NudgingConfig, out_dir: Any, out: 
         raise typer.BadParameter(f"expected batch sizes like 1,4,16, got {sizes!r}", param_hint="--batch")
     with out.status(f"γ={cfg.gamma}: batch sizes {batch_sizes}…"):
         report = bench_batch.run(model, batch_sizes, config=cfg)
-    table = Table(title=f"batched nudging vs base-only batched generate ({report['device']}, {report['torch_threads']} threads)")
-    for col in ("batch", "base tok/s", "nudged tok/s", "ratio", "nudged vs batch 1", "nudge share"):
+    table = Table(title=f"batched nudging vs the base's batched HF generate ({report['device']}, {report['dtype']}, {report['torch_threads']} threads)")
+    for col in ("batch", "HF generate tok/s", "nudged tok/s", "× batched HF generate", "nudged vs batch 1", "nudge share"):
         table.add_column(col, justify="right")
     for r in report["rows"]:
         scale = r["nudged_vs_batch1"]
@@ -124,17 +124,13 @@ def _bench_compare(model: Any, prompts: int, max_new_tokens: int, out_dir: Any, 
     with out.status(f"{prompts} prompts × {max_new_tokens} tokens, every system interleaved…"):
         report = bench_compare.run(model, prompts=bench_compare.PROMPTS[:prompts], max_new_tokens=max_new_tokens, progress=out.print)
     table = Table(title=f"decoding speed, {report['machine']}, load {report['load_average'][0]:.1f}")
-    for col in ("system", "tok/s", "× HF generate", "ids / base fwd", "draft acceptance", "nudge share", "time base/nudger/other s"):
+    for col in bench_compare.COLUMNS:
         table.add_column(col, justify="right")
-    for name, s in report["summary"].items():
-        split = s.get("time_split")
-        table.add_row(
-            name, f"{s['tps']:.1f}", f"×{s['ratio']:.2f}", f"{s['ids_per_base_forward']:.2f}" if "ids_per_base_forward" in s else "-",
-            f"{s['acceptance']:.0%}" if "acceptance" in s else "-", f"{s['nudge_share']:.0%}" if "nudge_share" in s else "-",
-            f"{split['base']:.1f}/{split['nudger']:.1f}/{split['other']:.1f}" if split else "-",
-        )
+    for cells in bench_compare.table(report):
+        table.add_row(*cells)
     out.print(table)
+    out.print("overhead = wall time ÷ ideal cost (each writer's ids at its own alone-cost per id, c_B and c_N, measured on the same prompts); ids counted in the base's view")
     for name, why in report["unavailable"].items():
         out.print(f"[yellow]{name} unavailable: {why}[/yellow]")
     json_path, png_path = bench_compare.write(report, out_dir)
-    out.print(f"wrote {json_path}" + (f" and {png_path}" if png_path else ""))
+    out.print(f"wrote {json_path}, {json_path.with_suffix('.md')}" + (f" and {png_path}" if png_path else ""))

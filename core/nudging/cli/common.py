@@ -52,7 +52,7 @@ CompileOpt = Annotated[
 ]
 DtypeOpt = Annotated[
     str,
-    typer.Option("--dtype", help="Weights dtype: auto (float32 on the CPU, bfloat16 on CUDA), float32, bfloat16 or float16. bfloat16 nearly halves a CPU forward where the CPU supports it (README Benchmarks); outputs then differ from float32."),
+    typer.Option("--dtype", help="Weights dtype: auto (bfloat16 on CUDA and on CPUs with native bf16, AVX512-BF16 or AMX; float32 elsewhere), float32, bfloat16 or float16. Outputs differ between dtypes: float32 for token-exact results."),
 ]
 BaseTokenizerOpt = Annotated[
     str | None,

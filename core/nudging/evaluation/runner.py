@@ -95,11 +95,24 @@ def fingerprint(nudger: Nudger, config: NudgingConfig, policy: LearnedPolicy | N
     }
     if config.base_template != BaseTemplate():  # the paper's template keeps the keys answers were cached under
         keys["base_template"] = vars(config.base_template)
+    if dtypes := weight_dtypes(nudger):  # float32 answers keep the keys they were cached under
+        keys["dtype"] = dtypes
     if policy is not None:
         keys["policy"] = policy.digest
     if anti is not None:
         keys["proxy_anti_expert"] = anti.name
     return hashlib.sha1(json.dumps(keys, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def weight_dtypes(nudger: Nudger) -> dict[str, str]:
+    """Each local model's weights dtype where it is not float32 (a remote model's is the server's):
+    bf16 answers differ from float32 ones, so they must not share cache entries."""
+    out = {}
+    for side, lm in (("base", nudger.base), ("nudger", nudger.nudger)):
+        dtype = getattr(getattr(lm, "model", None), "dtype", None)
+        if dtype is not None and str(dtype) != "torch.float32":
+            out[side] = str(dtype).removeprefix("torch.")
+    return out
 
 
 def read_cache(path: Path) -> list[dict[str, Any]]:

@@ -11,6 +11,7 @@ from .models import (
     load_model,
     load_remote,
     load_tokenizer,
+    native_bf16,
 )
 from .packages import alpaca_eval_references, package_dir
 
@@ -26,4 +27,5 @@ __all__ = [
     "load_model",
     "load_remote",
     "load_tokenizer",
+    "native_bf16",
 ]
