@@ -66,9 +66,10 @@ class NudgingConfig:
     stop: strings that end generation; the stop string itself is not returned.
     speculation: reuse the unused tail of a nudger draft as a speculative draft for the base.
         Exact: outputs are identical with it on or off.
-    adaptive_draft: draft fewer than K tokens when recent rounds used few of them (the nudge is
-        usually a word or two). Rounds end the same way, so greedy text rarely changes; a word
-        whose base tokenization depends on text past the shorter draft's end can differ.
+    adaptive_draft: draft a word at a time and verify where one more word is not worth its forwards
+        (measured forward costs and acceptance: decoding/costs.py); the rounds together give the
+        nudge one K-id draft gives, so greedy text is the same except where the base tokenizes the
+        shorter draft's text before a boundary differently. False: every round drafts K ids.
     paper_compat: the authors' two heuristics: the nudger always writes the first word, and a nudge
         also ends where the base's top token is a prefix of the nudger's next word.
     repetition_limit: stop when the same nudge is accepted this many rounds in a row (paper: 3).
