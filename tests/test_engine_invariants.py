@@ -58,14 +58,6 @@ def test_gamma_above_one_is_nudger_greedy(pair, prompt):
     assert all(s.source == "nudger" for s in res.spans)
 
 
-@pytest.fixture(autouse=True)
-def _fixed_draft_lengths(monkeypatch):
-    """Adaptive drafts follow measured forward times, so two runs may draft differently (text
-    alike, forward counts not): here they stop after two words, so forward counts compare.
-    `test_adaptive_drafts_give_the_full_drafts_text` runs the measured rule itself."""
-    monkeypatch.setattr("nudging.decoding.run.another_word", lambda stats, j, *fits: j < 2)
-
-
 def _on_off(nudger, prompt, **kw):
     kw.setdefault("drafter", "off")  # the nudger's tails alone (the drafter's own exactness: test_drafting.py)
     on = nudger.generate(prompt, speculation=True, **kw)

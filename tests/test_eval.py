@@ -163,7 +163,7 @@ def test_limit_run_caches_resumes_and_reports(tiny, tmp_path, monkeypatch):
 def test_eval_command_with_limit(tiny, tmp_path, monkeypatch):
     from nudging import cli
 
-    monkeypatch.setattr(cli.common, "load_nudger", lambda base, nudger, device, compile=None, dtype="auto": tiny)
+    monkeypatch.setattr(cli.common, "load_nudger", lambda base, nudger, device, compile=None, dtype="auto", **tokenizers: tiny)
     app = typer.Typer()
     app.command()(eval_command)
     result = CliRunner().invoke(app, ["--task", "arc_easy", "--limit", "1", "-n", "4", "-g", "0.3", "-g", "0.6", "--out", str(tmp_path)])

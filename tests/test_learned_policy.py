@@ -150,7 +150,7 @@ def tiny() -> Nudger:
 
 
 def test_train_policy_command_and_policy_option(tiny, tmp_path, monkeypatch):
-    monkeypatch.setattr(cli.common, "load_nudger", lambda base, nudger, device, compile=None, dtype="auto": tiny)
+    monkeypatch.setattr(cli.common, "load_nudger", lambda base, nudger, device, compile=None, dtype="auto", **tokenizers: tiny)
     monkeypatch.setenv("NUDGING_CACHE", str(tmp_path / "cache"))  # the features cache of this run only
     data = write_jsonl(tmp_path / "refs.jsonl", nudger_written(tiny, 6))
     out = tmp_path / "head.safetensors"

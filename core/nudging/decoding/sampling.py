@@ -52,11 +52,12 @@ class Sampler:
         scores = ((scores - scores.max()).double() / p.temperature).float()
         if self.support is not None and self.support < scores.numel():
             kth = torch.topk(scores, self.support).values[-1]
-            above = scores > kth
-            if int((scores >= kth).sum()) > self.support and bool(above.any()):
+            keep = scores >= kth
+            if int(keep.sum()) > self.support and bool((scores > kth).any()):
                 # fewer ids came back than asked: the k-th place is the fill shared by every id the
                 # server did not report, so only the returned ids (those above it) are sampled
-                scores = scores.masked_fill(~above, float("-inf"))
+                keep = scores > kth
+            scores = scores.masked_fill(~keep, float("-inf"))
         k = p.top_k or scores.numel()
         if k < scores.numel():
             kth = torch.topk(scores, k).values[-1]
