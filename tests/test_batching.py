@@ -23,7 +23,8 @@ def same(a, b) -> None:
     assert a.text == b.text
     assert a.spans == b.spans
     assert a.stats.stop_reason == b.stats.stop_reason
-    assert (a.stats.base_tokens, a.stats.nudger_tokens, a.stats.rounds) == (b.stats.base_tokens, b.stats.nudger_tokens, b.stats.rounds)
+    # the output's ids by writer (rounds are the schedule, not the output: a nudge may take more or fewer)
+    assert (a.stats.base_tokens, a.stats.nudger_tokens) == (b.stats.base_tokens, b.stats.nudger_tokens)
 
 
 @pytest.mark.parametrize("gamma", [0.0, 0.4, 0.7, 1.5])

@@ -217,7 +217,7 @@ class Run:
         goes_on = not (any(verdicts) or draft.eos or draft.full)  # stopped early at a boundary the base was unsure at
         if not bounds and self._open and not draft.eos:
             acc = Acceptance(0)  # a continued nudge ends at the boundary it already reached
-        m, end, over = cut_to_budget(ids_until(b_ends, acc.end), acc.end, b_ends, self.budget - self.B.n_answer)
+        m, end, over = cut_to_budget(ids_until(b_ends, acc.end), acc.end, b_ends, self.budget - self.B.n_answer) if acc.end else (0, 0, False)
         eos = acc.eos and not over
         keep = nudger_keep(draft.ends, end, eos)
         self.N.truncate(self.N.n_answer - draft.n_ids + keep, draft.logits[keep] if keep < len(draft.logits) else None)

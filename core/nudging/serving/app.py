@@ -65,7 +65,7 @@ def serve_batched(nudger: Nudger, max_batch: int, jobs: list[Job], take: Callabl
     and is dropped from here with its last item (a batch that never empties keeps no finished job)."""
     ended = threading.Condition()
     live: set[int] = set()
-    tickets = []
+    tickets: dict[int, Any] = {}  # live jobs' engine tickets (an ended job's goes with it: nothing kept)
 
     def deliver(job: Job, item: Any) -> None:  # on the engine thread
         if isinstance(item, BaseException):
@@ -77,10 +77,11 @@ def serve_batched(nudger: Nudger, max_batch: int, jobs: list[Job], take: Callabl
             return
         with ended:
             live.discard(id(job))
+            tickets.pop(id(job), None)
             ended.notify()
 
     def admit(new: list[Job]) -> None:
-        runs = []
+        runs, keys = [], []
         for job in new:
             prompt, config = job.payload
             try:
@@ -88,9 +89,13 @@ def serve_batched(nudger: Nudger, max_batch: int, jobs: list[Job], take: Callabl
             except Exception as exc:
                 job.fail(exc)
                 continue
+            keys.append(id(job))
             with ended:
                 live.add(id(job))
-        tickets.extend(nudger.engine.submit(runs))
+        for key, ticket in zip(keys, nudger.engine.submit(runs)):
+            with ended:
+                if key in live:  # not ended already
+                    tickets[key] = ticket
 
     admit(jobs)
     try:
@@ -103,7 +108,9 @@ def serve_batched(nudger: Nudger, max_batch: int, jobs: list[Job], take: Callabl
             if room > 0:
                 admit(take(room))
     finally:
-        for t in tickets:
+        with ended:
+            left = list(tickets.values())
+        for t in left:
             t.cancel()
 
 
