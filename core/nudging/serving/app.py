@@ -94,8 +94,7 @@ def serve_batched(nudger: Nudger, max_batch: int, jobs: list[Job], take: Callabl
                 live.add(id(job))
         for key, ticket in zip(keys, nudger.engine.submit(runs)):
             with ended:
-                if key in live:  # not ended already
-                    tickets[key] = ticket
+                tickets.update({key: ticket} if key in live else {})  # unless it ended already
 
     admit(jobs)
     try:
@@ -108,9 +107,7 @@ def serve_batched(nudger: Nudger, max_batch: int, jobs: list[Job], take: Callabl
             if room > 0:
                 admit(take(room))
     finally:
-        with ended:
-            left = list(tickets.values())
-        for t in left:
+        for t in list(tickets.values()):
             t.cancel()
 
 
