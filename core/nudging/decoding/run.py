@@ -152,7 +152,7 @@ class Run:
         room = self.budget - self.B.n_answer - 1
         if self.base.context_window:
             room = min(room, self.base.context_window - len(self.B.ids) - 1)
-        if self.fits[0].known:
+        if self.fits[0].known and self.grammars[0] is None:
             self.drafter.cost_per_id = self.fits[0].per_id()
         return self.drafter.propose(self.B.ids, room)
 
@@ -160,7 +160,7 @@ class Run:
         """Ids to run behind the nudger's next forward while it drafts: what its own drafter
         predicts, else (for a round's first id) the base's top word where it handed over, in the
         nudger's ids. Used only where the nudger's own choices reproduce them."""
-        if self.N.logits is not None or room <= 0:
+        if self.N.logits is not None or room <= 0 or self.grammars[1] is not None:  # under a grammar: no guesses (the closing mask moves)
             return []
         guess: list[int] = []
         if self.nudger_drafter is not None:
