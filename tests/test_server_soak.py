@@ -32,9 +32,15 @@ def rss() -> int:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
-def live_jobs() -> int:
+def all_jobs() -> list[Job]:
     gc.collect()
-    return sum(isinstance(o, Job) for o in gc.get_objects())
+    return [o for o in gc.get_objects() if isinstance(o, Job)]
+
+
+def live_jobs(before: list[Job]) -> int:
+    """Jobs of this test's server still alive (`before`, held so their ids stay theirs, are earlier tests')."""
+    old = {id(j) for j in before}
+    return sum(id(j) not in old for j in all_jobs())
 
 
 def client_loop(root: str, k: int, stop: threading.Event, errors: list[str]) -> None:
@@ -65,6 +71,7 @@ def client_loop(root: str, k: int, stop: threading.Event, errors: list[str]) -> 
 @pytest.mark.skipif(not os.path.exists("/proc/self/statm"), reason="reads RSS from /proc")
 def test_sustained_overlapping_load_releases_every_job():
     nudger = Nudger(*tiny_pair("cross"), config=NudgingConfig(gamma=0.1, draft_tokens=4, max_new_tokens=8))
+    before = all_jobs()
     with serve_in_thread(create_app(nudger, model_name="soak", max_queue=64, max_batch=MAX_BATCH)) as url:
         root = url.removesuffix("/v1")
         stop, errors, samples = threading.Event(), [], []
@@ -86,7 +93,7 @@ def test_sustained_overlapping_load_releases_every_job():
             load_start, rss_seen, jobs_seen = time.monotonic(), [rss()], []
             while time.monotonic() - load_start < LOAD_S:
                 time.sleep(WINDOW_S)
-                jobs_seen.append(live_jobs())
+                jobs_seen.append(live_jobs(before))
                 rss_seen.append(rss())
         finally:
             stop.set()
@@ -118,4 +125,4 @@ def test_sustained_overlapping_load_releases_every_job():
     assert final["running"] == 0 and final["cancelled"] > 0
     total = final["served"] + final["cancelled"] + final["failed"]
     assert final["failed"] == 0 and total > 100
-    print(f"soak: {total} jobs ({final['served']} served, {final['cancelled']} cancelled) in {WARMUP_S + LOAD_S:.0f} s; RSS after warm-up (MiB per window) {mib}; live jobs {jobs_seen}")
+    print(f"soak: {total} jobs ({final['served']} served, {final['cancelled']} cancelled) in {WARMUP_S + LOAD_S:.0f} s; RSS after warm-up (MiB per window) {mib}; live jobs {jobs_seen} (earlier tests' {len(before)} apart)")
