@@ -68,8 +68,11 @@ demo: .venv
 	$(PY) examples/demo.py
 
 # pytest exits 5 when it collects no test: that fails here like any other non-zero exit.
+# Two workers, one file each at a time (module fixtures and the vLLM server stay in one process),
+# slowest files first (tests/conftest.py): waits on servers and subprocesses overlap. WORKERS=0: one process.
+WORKERS ?= 2
 test: .venv vllm
-	$(PY) -m pytest --strict-markers --durations=10 $(ARGS)
+	$(PY) -m pytest --strict-markers -n $(WORKERS) --dist loadfile --no-loadscope-reorder --durations=25 $(ARGS)
 
 # --strict: a broken link, a missing page or an unresolved docstring reference fails (never add -q: it hides them).
 docs: .venv

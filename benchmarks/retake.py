@@ -25,9 +25,9 @@ SCREENSHOT = ROOT / "docs" / "playground.png"
 PROMPT = "Give three tips for sleeping well."
 # The commands whose plots the docs show (docs/benchmarks.md has each beside its table).
 PLOTS = [
-    ["bench", "--gamma", "0.4", "--max-new-tokens", "48", "--prompts", "6", "--out", "benchmarks/results/cpu-embedded"],
-    ["bench", "--batch", "1,4,16", "--max-new-tokens", "48", "--gamma", "0.4", "--out", "benchmarks/results/cpu-embedded"],
-    ["bench", "--compare", "--prompts", "8", "--max-new-tokens", "128", "--out", "benchmarks/results/compare"],
+    ["bench", "--compare", "--prompts", "8", "--max-new-tokens", "128", "--dtype", "float32", "--out", "benchmarks/results/compare"],
+    ["bench", "--compare", "--prompts", "8", "--max-new-tokens", "128", "--dtype", "bfloat16", "--out", "benchmarks/results/compare-bf16"],
+    ["bench", "--batch", "1,4,16", "--max-new-tokens", "48", "--gamma", "0.4", "--dtype", "float32", "--out", "benchmarks/results/cpu-embedded"],
 ]
 
 

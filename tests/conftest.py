@@ -11,6 +11,31 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import pytest  # noqa: E402
 
+# `make test` runs two pytest-xdist workers on the 2-core machine, each taking a whole file at a
+# time: each computes on one thread (two processes of two threads each would fight over the cores).
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    import torch
+
+    torch.set_num_threads(1)
+
+# Slowest files first (CI durations, 2026-12-03): a long file handed out last would run alone at the end.
+SLOWEST_FIRST = (
+    "test_vllm.py",
+    "test_langchain_standard_real.py",
+    "test_models.py",
+    "test_concurrency.py",
+    "test_server_soak.py",
+    "test_langchain_real.py",
+    "test_llamaindex_real.py",
+    "test_real_pair.py",
+    "test_server.py",
+)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    rank = {name: i for i, name in enumerate(SLOWEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: a file's own order stays
+
 
 @pytest.fixture(scope="session")
 def real_pair():

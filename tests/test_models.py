@@ -9,6 +9,8 @@ import importlib.util
 import platform
 import shutil
 import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -20,6 +22,11 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 SAMPLE = "The capital of France is Paris. Tomorrow, we"
 ROUND_TRIP = ["Hello, world!", "  two leading spaces,\ttab\nnew line  ", "ünïcödé — 中文 🙂", " leading space"]
+
+
+def cached(root: Path) -> list[Path]:
+    """What a conversion left in the cache, its lock files apart."""
+    return [p for p in root.iterdir() if p.suffix != ".lock"]
 
 
 def _count_conversions(monkeypatch: pytest.MonkeyPatch) -> list[str]:
@@ -42,7 +49,7 @@ def test_first_load_converts_then_cache_hits(tmp_path, monkeypatch):
 
     model, tok = load_model(gguf, cache_dir=tmp_path)
     assert calls == [gguf.name]
-    [folder] = (tmp_path / "gguf").iterdir()  # the converted folder and no temporary leftovers
+    [folder] = cached(tmp_path / "gguf")  # the converted folder and no temporary leftovers
     assert model.name_or_path == str(folder)
     config = (folder / "config.json").read_text()
     assert "quantization_config" not in config and "LlamaForCausalLM" in config
@@ -179,7 +186,7 @@ def test_broken_gguf_fails_cleanly_and_leaves_no_cache(tmp_path):
     broken.write_bytes(b"GGUF" + bytes(range(256)) * 4)
     with pytest.raises(ModelLoadError, match="broken.gguf"):
         load_model(broken, cache_dir=tmp_path / "cache")
-    assert list((tmp_path / "cache" / "gguf").iterdir()) == []
+    assert cached(tmp_path / "cache" / "gguf") == []
 
 
 def test_interrupted_conversion_leaves_no_cache(tmp_path, monkeypatch):
@@ -193,7 +200,25 @@ def test_interrupted_conversion_leaves_no_cache(tmp_path, monkeypatch):
     monkeypatch.setattr(models, "_dequantize", interrupted)
     with pytest.raises(KeyboardInterrupt):
         convert_gguf(gguf, cache_dir=tmp_path / "cache")
-    assert list((tmp_path / "cache" / "gguf").iterdir()) == []
+    assert cached(tmp_path / "cache" / "gguf") == []
+
+
+def test_processes_starting_together_convert_once(tmp_path, monkeypatch):
+    gguf = tmp_path / "model.gguf"
+    gguf.write_bytes(b"GGUF not really")
+    calls = []
+
+    def slow(gguf, out):  # long enough that both callers arrive before the folder exists
+        calls.append(gguf.name)
+        time.sleep(0.5)
+        for name in models._CONVERTED_FILES:
+            (out / name).write_text("{}")
+
+    monkeypatch.setattr(models, "_dequantize", slow)
+    with ThreadPoolExecutor(3) as pool:
+        folders = list(pool.map(lambda _: convert_gguf(gguf, cache_dir=tmp_path / "cache"), range(3)))
+    assert calls == ["model.gguf"] and len(set(folders)) == 1
+    assert cached(tmp_path / "cache" / "gguf") == folders[:1]
 
 
 def test_missing_nudger_package_says_how_to_install(monkeypatch):

@@ -19,6 +19,7 @@ from typing import Any
 
 import torch
 import transformers
+from filelock import FileLock
 from rich.console import Console
 from safetensors.torch import save_file
 from transformers import (
@@ -145,19 +146,20 @@ def convert_gguf(path: str | os.PathLike[str], *, cache_dir: str | os.PathLike[s
     if _is_converted(target):
         return target
     root.mkdir(parents=True, exist_ok=True)
-    if target.exists():  # not written by us (renames are atomic): start afresh
-        shutil.rmtree(target)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=root))
-    try:
-        tmp.chmod(0o755)  # mkdtemp's 0700 would keep a shared cache private to its creator
-        _dequantize(gguf, tmp)
+    # Processes starting together on a fresh machine (server workers, test workers) convert once:
+    # the others wait for the first one's folder.
+    with FileLock(f"{target}.lock"):
+        if _is_converted(target):
+            return target
+        if target.exists():  # not written by us (renames are atomic): start afresh
+            shutil.rmtree(target)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=root))
         try:
+            tmp.chmod(0o755)  # mkdtemp's 0700 would keep a shared cache private to its creator
+            _dequantize(gguf, tmp)
             tmp.rename(target)
-        except OSError:
-            if not _is_converted(target):  # else another process finished the same conversion first
-                raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
     return target
 
 
