@@ -211,7 +211,7 @@ def test_real_pair_concurrent_callers_on_static_pools_get_their_solo_answers(rea
     """The issue's reproduction: the embedded pair in static pools, six callers at once (threads,
     then `gather` of ChatNudging.ainvoke) -> every answer equals the one-at-a-time one."""
     base, base_tok, nudger, nudger_tok = real_pair
-    cfg = NudgingConfig(gamma=0.4, max_new_tokens=24)
+    cfg = NudgingConfig(gamma=0.4, max_new_tokens=16)
     solo = Nudger(base, base_tok, nudger, nudger_tok, config=cfg)
     refs = [solo.generate(p).text for p in PROMPTS]
     fast = Nudger(StaticModel(base, base_tok), None, StaticModel(nudger, nudger_tok), None, config=cfg)

@@ -7,7 +7,9 @@ Measured (2026-12-01, 64-token budget): the same 15 tests fail for both, each on
 "auto" the pair calls magic_function twice (parallel calls are allowed) or answers in text instead
 of calling; a joke's string loops ("a cat is a cat and ...") until the budget cuts the call, so no
 call parses; json_mode forces an object but its keys come from instructions. The calls they do make
-are well formed (tests/test_langchain_tools.py checks the format).
+are well formed (tests/test_langchain_tools.py checks the format). Since budget-aware closing
+(2026-12-03) the structured-output tests pass on the pair (the looping string is closed in time),
+except pydantic v1's.
 """
 
 from __future__ import annotations
@@ -146,10 +148,10 @@ class TestChatNudgingRealTools(ChatModelTests):
     test_tool_calling_with_no_arguments = suite("test_tool_calling_with_no_arguments", _TWICE)
     test_tool_message_error_status = suite("test_tool_message_error_status")
     test_structured_few_shot_examples = suite("test_structured_few_shot_examples")
-    test_structured_output = suite("test_structured_output", _LOOPS)
-    test_structured_output_async = suite("test_structured_output_async", _LOOPS)
+    test_structured_output = suite("test_structured_output")
+    test_structured_output_async = suite("test_structured_output_async")
     test_structured_output_pydantic_2_v1 = suite("test_structured_output_pydantic_2_v1", _LOOPS)
-    test_structured_output_optional_param = suite("test_structured_output_optional_param", _LOOPS)
+    test_structured_output_optional_param = suite("test_structured_output_optional_param")
     test_json_mode = suite("test_json_mode", _KEYS)
     test_agent_loop = suite("test_agent_loop", _TWICE)
     test_unicode_tool_call_integration = suite("test_unicode_tool_call_integration", _UNICODE)

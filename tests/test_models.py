@@ -41,43 +41,8 @@ def _count_conversions(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     return calls
 
 
-@pytest.mark.real
-def test_first_load_converts_then_cache_hits(tmp_path, monkeypatch):
-    # The small nudger only, in a fresh cache: ~20 s. The session cache covers the base model.
-    _, gguf = embedded_paths()
-    calls = _count_conversions(monkeypatch)
-
-    model, tok = load_model(gguf, cache_dir=tmp_path)
-    assert calls == [gguf.name]
-    [folder] = cached(tmp_path / "gguf")  # the converted folder and no temporary leftovers
-    assert model.name_or_path == str(folder)
-    config = (folder / "config.json").read_text()
-    assert "quantization_config" not in config and "LlamaForCausalLM" in config
-
-    again, _ = load_model(gguf, cache_dir=tmp_path, dtype="float32")
-    assert calls == [gguf.name]  # cache hit: no second conversion
-    assert again.name_or_path == str(folder)
-    half, _ = load_model(gguf, cache_dir=tmp_path, dtype="bfloat16")
-    assert calls == [gguf.name] and half.name_or_path == str(folder)  # one float32 folder serves both dtypes
-    assert half.dtype == torch.bfloat16 and again.dtype == torch.float32
-
-    moved = tmp_path / "elsewhere" / gguf.name  # keyed by content, not by location
-    moved.parent.mkdir()
-    shutil.copyfile(gguf, moved)
-    assert convert_gguf(moved, cache_dir=tmp_path) == folder
-    assert calls == [gguf.name]
-
-
-@pytest.mark.real
-@pytest.mark.slow  # loads each GGUF file directly as the reference: ~65 s for both
-@pytest.mark.parametrize("side", ["base", "nudger"])
-def test_cached_model_equals_gguf_loaded_model(real_pair, side):
-    base, base_tok, nudger, nudger_tok = real_pair
-    model, tok = (base, base_tok) if side == "base" else (nudger, nudger_tok)
-    gguf = embedded_paths()[0 if side == "base" else 1]
-    reference = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32).eval()
-    ref_tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-
+def assert_same_model(model, tok, reference, ref_tok) -> None:
+    """`model` (from our cache) is `reference` (transformers' own GGUF load): weights, tie, tokens, logits."""
     ours, theirs = model.state_dict(), reference.state_dict()
     assert set(ours) == set(theirs)
     assert all(torch.equal(ours[name], theirs[name]) for name in theirs)
@@ -89,6 +54,55 @@ def test_cached_model_equals_gguf_loaded_model(real_pair, side):
         torch.testing.assert_close(model(ids).logits, reference(ids).logits, rtol=1e-5, atol=1e-5)
     assert model.generation_config.eos_token_id == reference.generation_config.eos_token_id
     assert (tok.eos_token, tok.bos_token, tok.chat_template) == (ref_tok.eos_token, ref_tok.bos_token, ref_tok.chat_template)
+
+
+@pytest.mark.real
+def test_first_load_converts_then_cache_hits(tmp_path, monkeypatch):
+    """The small nudger in a fresh cache (~20 s): converted once, then equal to transformers' own GGUF
+    load (the one the conversion made, kept), and served from the cache afterwards."""
+    _, gguf = embedded_paths()
+    calls = _count_conversions(monkeypatch)
+    loaded = {}
+    for auto in (models.AutoModelForCausalLM, models.AutoTokenizer):
+        real_load = auto.from_pretrained
+
+        def keep(*args, _real=real_load, _kind=auto.__name__, **kwargs):
+            out = _real(*args, **kwargs)
+            if kwargs.get("gguf_file"):
+                loaded[_kind] = out
+            return out
+
+        monkeypatch.setattr(auto, "from_pretrained", keep)
+
+    model, tok = load_model(gguf, cache_dir=tmp_path, dtype="float32")
+    assert calls == [gguf.name]
+    [folder] = cached(tmp_path / "gguf")  # the converted folder and no temporary leftovers
+    assert model.name_or_path == str(folder)
+    config = (folder / "config.json").read_text()
+    assert "quantization_config" not in config and "LlamaForCausalLM" in config
+    assert_same_model(model, tok, loaded["AutoModelForCausalLM"].eval(), loaded["AutoTokenizer"])
+
+    again, _ = load_model(gguf, cache_dir=tmp_path)
+    assert calls == [gguf.name]  # cache hit: no second conversion
+    assert again.name_or_path == str(folder)
+    half, _ = load_model(gguf, cache_dir=tmp_path, dtype="bfloat16")
+    assert calls == [gguf.name] and half.name_or_path == str(folder)  # one float32 folder serves both dtypes
+    assert half.dtype == torch.bfloat16 and again.dtype == (torch.bfloat16 if models.native_bf16() else torch.float32)  # "auto"
+
+    moved = tmp_path / "elsewhere" / gguf.name  # keyed by content, not by location
+    moved.parent.mkdir()
+    shutil.copyfile(gguf, moved)
+    assert convert_gguf(moved, cache_dir=tmp_path) == folder
+    assert calls == [gguf.name]
+
+
+@pytest.mark.real
+@pytest.mark.slow  # loads the base's GGUF file directly as the reference: ~50 s (the nudger's: above)
+def test_cached_base_equals_gguf_loaded_base(real_pair):
+    base, base_tok = real_pair[0], real_pair[1]
+    gguf = embedded_paths()[0]
+    reference = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32).eval()
+    assert_same_model(base, base_tok, reference, AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name))
 
 
 @pytest.mark.real

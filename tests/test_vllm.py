@@ -123,7 +123,9 @@ def test_verification_shares_the_prefix_cache(mixed, remote, vllm_url):
     assert hits > 0.5 * sent
 
 
-def test_batched_rows_are_concurrent_and_match(mixed, remote):
+def test_batched_rows_are_concurrent_and_match(local, mixed, remote):
+    """A batch's rows are requested concurrently and each gets the all-local pair's answer (the
+    reference is local: one remote answer at a time is what the equality test above already checks)."""
     prompts = ["Give three tips for sleep.", "Name two rivers.", "What is 2 + 2?", "Say hello in French."]
     cfg = NudgingConfig(gamma=0.4, max_new_tokens=16)
     spy = InFlight(remote.client)
@@ -133,7 +135,7 @@ def test_batched_rows_are_concurrent_and_match(mixed, remote):
     finally:
         remote.client = spy.client
     assert spy.most >= 3, "rows of a batch must be requested concurrently"
-    assert [r.text for r in batched] == [mixed.generate(p, cfg).text for p in prompts]
+    assert [r.text for r in batched] == [local.generate(p, cfg).text for p in prompts]
 
 
 def test_remote_nudger(vllm_url, real_pair):
