@@ -30,6 +30,18 @@ def _static(pair: Nudger, **kw) -> Nudger:
     return Nudger(StaticModel(b.model, b.tokenizer, **kw), None, StaticModel(n.model, n.tokenizer, **kw), None, config=CFG)
 
 
+def all_at_once(nudger: Nudger, prompts: list[str]) -> list[str]:
+    """One thread per prompt, released together: the answers, in the prompts' order."""
+    start = threading.Barrier(len(prompts))
+
+    def call(prompt: str) -> str:
+        start.wait()
+        return nudger.generate(prompt).text
+
+    with ThreadPoolExecutor(len(prompts)) as pool:
+        return list(pool.map(call, prompts))
+
+
 @pytest.fixture(scope="module")
 def refs(pair) -> list[str]:
     """Each prompt alone, on the dynamic cache: what every concurrent caller must get."""
@@ -38,14 +50,7 @@ def refs(pair) -> list[str]:
 
 def test_threads_sharing_a_static_pool_get_their_solo_answers(pair, refs):
     fast = _static(pair)  # a fresh pool: one slot, so the callers make it grow
-    start = threading.Barrier(len(PROMPTS))
-
-    def call(prompt: str) -> str:
-        start.wait()
-        return fast.generate(prompt).text
-
-    with ThreadPoolExecutor(len(PROMPTS)) as pool:
-        assert list(pool.map(call, PROMPTS)) == refs
+    assert all_at_once(fast, PROMPTS) == refs
 
 
 def test_langchain_async_and_batch_callers_get_their_solo_answers(pair, refs):
@@ -195,14 +200,7 @@ def test_concurrent_callers_share_forwards(pair, refs, monkeypatch):
         return real(self, sessions, *args, **kwargs)
 
     monkeypatch.setattr(StaticModel, "forward_batch", counting)
-    start = threading.Barrier(len(PROMPTS))
-
-    def call(prompt: str) -> str:
-        start.wait()
-        return fast.generate(prompt).text
-
-    with ThreadPoolExecutor(len(PROMPTS)) as pool:
-        assert list(pool.map(call, PROMPTS)) == refs
+    assert all_at_once(fast, PROMPTS) == refs
     assert max(calls) >= 2 and len(calls) < alone
 
 

@@ -9,6 +9,7 @@ from nudging.backends.remote import RemoteError, RemoteModel
 from nudging.errors import ModelLoadError
 from nudging.serving import serve_in_thread
 from nudging.serving.plain import create_plain_app
+from recording import Recording
 
 PROMPTS = ["Give three tips for sleep.", "What is the capital of France?"]
 
@@ -65,34 +66,10 @@ def test_server_without_logprobs_is_named(local_and_url, monkeypatch):
         Nudger(remote, None, local.nudger.model, local.nudger.tokenizer).generate("Hi", max_new_tokens=3)
 
 
-class Recording:
-    """Wraps the remote model's httpx client: records each request body and the most in flight."""
-
-    def __init__(self, client) -> None:
-        import threading
-
-        self.client, self.bodies, self.now, self.most = client, [], 0, 0
-        self.lock = threading.Lock()
-
-    def request(self, method, url, json=None):
-        import time
-
-        with self.lock:
-            self.now += 1
-            self.most = max(self.most, self.now)
-            self.bodies.append(json)
-        try:
-            time.sleep(0.05)  # hold the slot a moment, so overlapping requests overlap here too
-            return self.client.request(method, url, json=json)
-        finally:
-            with self.lock:
-                self.now -= 1
-
-
 def test_verification_sends_prompt_lists_without_echo(local_and_url):
     local, url = local_and_url
     remote = RemoteModel(url, "tiny-base", local.base.tokenizer)
-    remote.client = spy = Recording(remote.client)
+    remote.client = spy = Recording(remote.client, hold=0.05)
     mixed = Nudger(remote, None, local.nudger.model, local.nudger.tokenizer)
     # K-id drafts: several boundaries a round, the later ones asked for as one list
     got = mixed.generate(PROMPTS[0], gamma=0.5, max_new_tokens=30, adaptive_draft=False)
@@ -107,7 +84,7 @@ def test_verification_sends_prompt_lists_without_echo(local_and_url):
 def test_batch_rows_are_requested_concurrently(local_and_url):
     local, url = local_and_url
     remote = RemoteModel(url, "tiny-base", local.base.tokenizer)
-    remote.client = spy = Recording(remote.client)
+    remote.client = spy = Recording(remote.client, hold=0.05)
     mixed = Nudger(remote, None, local.nudger.model, local.nudger.tokenizer)
     prompts = PROMPTS + ["Name two rivers.", "Say hello."]
     got = mixed.generate_batch(prompts, gamma=0.5, max_new_tokens=12)

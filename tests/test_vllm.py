@@ -9,7 +9,6 @@ import asyncio
 import functools
 import subprocess
 import sys
-import threading
 import time
 
 import httpx
@@ -17,6 +16,7 @@ import pytest
 from nudging import Nudger, NudgingConfig, RawPrompt
 from nudging.backends.remote import RemoteModel
 from nudging.bench.vllm import counters, free_port
+from recording import Recording
 
 pytestmark = [pytest.mark.vllm, pytest.mark.real, pytest.mark.slow]
 
@@ -29,25 +29,6 @@ CASES = [
     ("What is the capital of France?", 1.5, ()),
     ("Name a colour.", 1.5, ("\n",)),
 ]
-
-
-class InFlight:
-    """Wraps the remote model's httpx client to record request bodies and the most requests in flight."""
-
-    def __init__(self, client: httpx.Client) -> None:
-        self.client, self.bodies, self.now, self.most = client, [], 0, 0
-        self.lock = threading.Lock()
-
-    def request(self, method, url, json=None):
-        with self.lock:
-            self.now += 1
-            self.most = max(self.most, self.now)
-            self.bodies.append(json)
-        try:
-            return self.client.request(method, url, json=json)
-        finally:
-            with self.lock:
-                self.now -= 1
 
 
 @pytest.fixture(scope="module")
@@ -104,7 +85,7 @@ def test_window_end_stops_with_length(local, mixed, remote):
 def test_verification_shares_the_prefix_cache(mixed, remote, vllm_url):
     """No request asks for echo (prompt logprobs bypass vLLM's prefix cache); draft boundaries go
     as one list of prompts, and vLLM serves most of the prompt tokens from its cache."""
-    spy = InFlight(remote.client)
+    spy = Recording(remote.client)
     remote.client = spy
     try:
         before = counters(vllm_url)
@@ -128,7 +109,7 @@ def test_batched_rows_are_concurrent_and_match(local, mixed, remote):
     reference is local: one remote answer at a time is what the equality test above already checks)."""
     prompts = ["Give three tips for sleep.", "Name two rivers.", "What is 2 + 2?", "Say hello in French."]
     cfg = NudgingConfig(gamma=0.4, max_new_tokens=16)
-    spy = InFlight(remote.client)
+    spy = Recording(remote.client)
     remote.client = spy
     try:
         batched = mixed.generate_batch(prompts, cfg)
