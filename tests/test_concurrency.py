@@ -221,3 +221,46 @@ def test_real_pair_concurrent_callers_on_static_pools_get_their_solo_answers(rea
         return await asyncio.gather(*(chat.ainvoke(p) for p in PROMPTS))
 
     assert [m.content for m in asyncio.run(gather())] == refs
+
+
+def test_exit_waits_for_an_engine_thread_still_freeing_its_last_run(pair):
+    """At interpreter exit (atexit) every engine's thread is joined while Python still runs, also one
+    whose Nudger is gone and which is still freeing its last run: a daemon thread still freeing tensors
+    when finalization starts dies inside torch's C++ (`make demo` ended "terminate called without an
+    active exception", status 134, on every run)."""
+    import gc
+    import time
+
+    from nudging import Result
+    from nudging.decoding import engine as engines
+
+    freed = threading.Event()
+
+    class SlowToFree:  # stands for a run's models, whose last reference the engine thread drops
+        def __del__(self) -> None:
+            time.sleep(0.5)
+            freed.set()
+
+    nudger = Nudger(pair.base.model, pair.base.tokenizer, pair.nudger.model, pair.nudger.tokenizer)
+    engine, done, slow = nudger.engine, threading.Event(), SlowToFree()
+    engine.submit([(nudger.run("Hi", max_new_tokens=2), lambda item, _held=slow: isinstance(item, Result) and done.set())])
+    assert done.wait(60)
+    del slow, nudger
+    gc.collect()  # the Nudger is gone: its engine's thread ends, freeing what it still holds
+    while engine._thread is not None:
+        time.sleep(0.01)
+    engines._stop_engines()
+    assert freed.is_set() and not engine._runner.is_alive()
+
+
+def test_stop_fails_the_unfinished_runs_and_ends_the_thread(pair):
+    import time
+
+    nudger = Nudger(pair.base.model, pair.base.tokenizer, pair.nudger.model, pair.nudger.tokenizer)
+    got: list = []
+    nudger.engine.submit([(nudger.run("Tell a long story.", max_new_tokens=400, stop=[]), got.append)])
+    while not got:
+        time.sleep(0.005)
+    nudger.engine.stop()
+    assert isinstance(got[-1], RuntimeError) and "exiting" in str(got[-1])
+    assert not nudger.engine._runner.is_alive()

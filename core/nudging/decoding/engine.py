@@ -10,8 +10,10 @@ always run on the same thread. A greedy caller's answer is its answer alone (inv
 
 from __future__ import annotations
 
+import atexit
 import logging
 import threading
+import weakref
 from collections.abc import Callable, Sequence
 
 from ..results import Result, StreamEvent
@@ -22,6 +24,16 @@ log = logging.getLogger(__name__)
 
 Item = StreamEvent | Result | BaseException  # what a sink receives: events, then a Result or the error
 Sink = Callable[[Item], None]
+_ENGINES: weakref.WeakSet[Engine] = weakref.WeakSet()
+
+
+@atexit.register
+def _stop_engines() -> None:
+    """At interpreter exit, end every engine's thread while Python still runs. A daemon thread still
+    freeing a finished run's tensors when finalization starts dies inside torch's C++ deallocation:
+    std::terminate ("terminate called without an active exception"), exit status 134."""
+    for engine in list(_ENGINES):
+        engine.stop()
 
 
 class Ticket:
@@ -40,7 +52,8 @@ class Engine:
     """Decodes every submitted run on one thread, at most `max_rows` at a time (more wait their turn).
 
     The thread starts with the first submission and lives until `orphan()` (the Nudger was
-    collected) finds it idle; items reach each run's sink on that thread, so sinks must be quick.
+    collected) finds it idle, or `stop()` (at interpreter exit) ends it; items reach each run's sink
+    on that thread, so sinks must be quick.
     """
 
     def __init__(self, max_rows: int = 64) -> None:
@@ -51,7 +64,10 @@ class Engine:
         self._live: dict[int, Ticket] = {}
         self._batch = BatchDecoder()
         self._thread: threading.Thread | None = None
+        self._runner: threading.Thread | None = None  # the last thread started, still set while it ends
         self._orphaned = False
+        self._stopping = False
+        _ENGINES.add(self)
 
     def submit(self, runs: Sequence[tuple[Run, Sink]]) -> list[Ticket]:
         """Queue runs (together: they join the same step); each sink gets its run's items."""
@@ -59,7 +75,7 @@ class Engine:
         with self._cond:
             self._waiting.extend(tickets)
             if self._thread is None:
-                self._thread = threading.Thread(target=self._serve, name="nudging-decoder", daemon=True)
+                self._thread = self._runner = threading.Thread(target=self._serve, name="nudging-decoder", daemon=True)
                 self._thread.start()
             self._cond.notify()
         return tickets
@@ -80,6 +96,16 @@ class Engine:
             self._orphaned = True
             self._cond.notify()
 
+    def stop(self, timeout: float = 30.0) -> None:
+        """End the thread after its current step, failing every run not yet finished (at interpreter
+        exit: nothing is left to wait for them), and wait for it."""
+        with self._cond:
+            self._stopping = True
+            thread = self._runner  # an orphaned thread may still be freeing its last run's models
+            self._cond.notify()
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout)
+
     # -- the thread -----------------------------------------------------------------------
     def _cancel(self, ticket: Ticket, wait: bool) -> None:
         with self._cond:
@@ -97,16 +123,26 @@ class Engine:
     def _serve(self) -> None:
         while True:
             with self._cond:
-                while not (self._waiting or self._drops or self._live):
+                while not (self._waiting or self._drops or self._live or self._stopping):
                     if self._orphaned:
                         self._thread = None
                         return
                     self._cond.wait()
-                drops, self._drops = self._drops, []
-                room = max(0, self.max_rows - len(self._live))
-                new, self._waiting = self._waiting[:room], self._waiting[room:]
-                for t in new:
-                    self._live[id(t)] = t
+                stopping = self._stopping
+                if stopping:
+                    left, self._waiting, self._drops = [*self._waiting, *self._live.values()], [], []
+                    self._thread = None
+                else:
+                    drops, self._drops = self._drops, []
+                    room = max(0, self.max_rows - len(self._live))
+                    new, self._waiting = self._waiting[:room], self._waiting[room:]
+                    for t in new:
+                        self._live[id(t)] = t
+            if stopping:
+                self._batch.close()
+                for t in left:
+                    self._deliver(t, RuntimeError("the interpreter is exiting: this run was stopped"))
+                return
             for t in drops:
                 self._batch.remove(id(t))
                 self._end(t)
