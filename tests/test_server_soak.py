@@ -8,6 +8,8 @@ stays flat in the second half of the load. Bounded: about 35 s of wall time.
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import gc
 import os
 import threading
@@ -24,10 +26,18 @@ CLIENTS, MAX_BATCH = 6, 4
 # Allocator pools and caches grow over the first ~15 s; four 5-s windows of load then show served
 # growing in each, live jobs bounded and RSS flat over the second half; a longer run shows nothing more.
 WARMUP_S, LOAD_S, WINDOW_S = 15.0, 20.0, 5.0
+LIBC = ctypes.CDLL(ctypes.util.find_library("c")) if ctypes.util.find_library("c") else None
+if LIBC is not None and not hasattr(LIBC, "malloc_trim"):  # not glibc (musl): RSS as it is
+    LIBC = None
 RSS_BOUND = 32 * 2**20  # as the 500-request test; live Job objects are the exact leak check
 
 
 def rss() -> int:
+    """Resident bytes once freed heap is handed back: glibc keeps freed chunks of its per-thread arenas
+    mapped, and in a process shared with earlier tests that noise alone grew 18 MiB in one CI run."""
+    gc.collect()
+    if LIBC is not None:
+        LIBC.malloc_trim(0)
     with open("/proc/self/statm") as f:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 

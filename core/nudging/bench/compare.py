@@ -118,8 +118,15 @@ def run(nudger: Nudger, *, prompts: list[str] | None = None, max_new_tokens: int
                 stats[name] = nudger.generate(prompt, ours[name]).stats
                 row[name] = _ours(stats[name])
             else:
-                secs = _hf(nudger, name, ids, n)
+                try:
+                    secs = _hf(nudger, name, ids, n)
+                except Exception as exc:  # seen: transformers' universal assisted generation on one prompt
+                    if name == "HF generate":  # the reference itself: nothing to compare against
+                        raise
+                    broken[name] = f"{type(exc).__name__} on prompt {i + 1}: {exc}"[:300]
+                    continue
                 row[name] = {"tps": n / secs, "tokens": n, "seconds": secs}
+        systems = [s for s in systems if s not in broken]
         costs = _alone_costs(row, stats)
         for name in ours:
             b_src, n_src = PRICED_BY[name]
@@ -130,6 +137,9 @@ def run(nudger: Nudger, *, prompts: list[str] | None = None, max_new_tokens: int
         if progress is not None:
             progress(f"{i + 1}/{len(prompts)}: " + ", ".join(f"{k} ×{row[k]['ratio']:.2f}" for k in systems if row[k].get("ratio")))
     names = [*OURS, *(h for h in HF if h not in broken)]
+    for r in rows:  # a system that failed on a later prompt is reported as unavailable, not on a subset
+        for name in broken:
+            r.pop(name, None)
     summary = {}
     for name in names:
         got = [r[name] for r in rows]
