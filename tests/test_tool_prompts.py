@@ -70,3 +70,31 @@ def test_a_bad_tool_opener_is_named():
 
     with pytest.raises(ConfigError, match="tool_opener"):
         NudgingConfig(tool_opener="whoever")
+
+
+@pytest.mark.parametrize("pair", ["cross"], indirect=True)
+def test_call_threshold_decides_calls_or_text_once_by_the_nudgers_probability(pair):
+    """Under "auto", the nudger's probability of opening a call, against call_threshold: at or above
+    it the answer is a call (as under "required"), below it text that never opens one; the same
+    probability whoever writes the first word, reported in the stats."""
+    ask = dict(tools=list(TOOLS), tool_choice="auto", parallel_tool_calls=False, max_new_tokens=40)
+    probe = pair.generate("Weather in Oslo?", gamma=0.5, call_threshold=0.0, **ask)
+    p = probe.stats.call_probability
+    assert 0 < p < 1
+    for gamma in (0.5, 1.5):
+        calls = pair.generate("Weather in Oslo?", gamma=gamma, call_threshold=p, **ask)
+        text = pair.generate("Weather in Oslo?", gamma=gamma, call_threshold=min(1.0, p * 1.001), **ask)
+        assert calls.stats.call_probability == text.stats.call_probability == p
+        assert calls.text.startswith("<tool_call>") and (calls.tool_calls or calls.stats.stop_reason == "length")
+        assert "<tool_call" not in text.text and not text.tool_calls
+    assert pair.generate("Weather in Oslo?", gamma=0.0, call_threshold=0.0, **ask).stats.call_probability is None  # base only: no nudger
+    assert pair.generate("Weather in Oslo?", gamma=0.5, call_threshold=0.0, tools=list(TOOLS), tool_choice="required", max_new_tokens=4).stats.call_probability is None
+
+
+def test_a_bad_call_threshold_is_named():
+    from nudging import NudgingConfig
+    from nudging.errors import ConfigError
+
+    for bad in (-0.1, 1.5, "high", True):
+        with pytest.raises(ConfigError, match="call_threshold"):
+            NudgingConfig(call_threshold=bad)

@@ -136,7 +136,9 @@ AUTO = [
     ("Hello there, no tool needed.", True),
     ('Let me check.\n<tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris"}}\n</tool_call>', True),
     ('<tool_call>\n{"name": "add", "arguments": {"a": 1, "b": 2}}\n</tool_call>\n<tool_call>\n{"name": "add", "arguments": {"a": 3, "b": 4}}\n</tool_call>', True),
-    ("a <tool_callx, a <tool_call", True),
+    ("a <tool_cal, a < tool_call>", True),
+    ("a <tool_callx, a <tool_call", False),  # the opener's start with anything else after it
+    ('\n<tool_call name="add">\n{"a": 1}', False),  # a call's look-alike, seen as free text on BFCL
     ('The result is 45.\n\nThe code is:\n<tool_call>\n{"name": "add", "arguments": {...}}\n</tool_call>', False),
     ('10 units\n<tool_call>\n{"name": "get_weather", "arguments": {"town": 5}}\n</tool_call>', False),
     ("Say <tool_call> once", False),

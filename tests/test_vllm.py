@@ -29,6 +29,7 @@ CASES = [
     ("What is the capital of France?", 1.5, ()),
     ("Name a colour.", 1.5, ("\n",)),
 ]
+CASE_IDS = 16  # enough for the EOS and stop endings below; every id of a remote answer costs CPU vLLM requests
 
 
 @pytest.fixture(scope="module")
@@ -49,12 +50,12 @@ def mixed(remote, real_pair):
 @pytest.fixture(scope="module")
 def remote_answer(mixed):
     """The remote-base answer to a case, generated once: the equality and the ending tests read the same one."""
-    return functools.cache(lambda prompt, gamma, stop: mixed.generate(prompt, NudgingConfig(gamma=gamma, max_new_tokens=24, stop=list(stop))))
+    return functools.cache(lambda prompt, gamma, stop: mixed.generate(prompt, NudgingConfig(gamma=gamma, max_new_tokens=CASE_IDS, stop=list(stop))))
 
 
 @pytest.mark.parametrize("prompt,gamma,stop", CASES)
 def test_remote_base_matches_local(local, remote_answer, prompt, gamma, stop):
-    cfg = NudgingConfig(gamma=gamma, max_new_tokens=24, stop=list(stop))
+    cfg = NudgingConfig(gamma=gamma, max_new_tokens=CASE_IDS, stop=list(stop))
     want, got = local.generate(prompt, cfg), remote_answer(prompt, gamma, stop)
     assert got.text == want.text
     assert got.spans == want.spans
@@ -108,7 +109,7 @@ def test_batched_rows_are_concurrent_and_match(local, mixed, remote):
     """A batch's rows are requested concurrently and each gets the all-local pair's answer (the
     reference is local: one remote answer at a time is what the equality test above already checks)."""
     prompts = ["Give three tips for sleep.", "Name two rivers.", "What is 2 + 2?", "Say hello in French."]
-    cfg = NudgingConfig(gamma=0.4, max_new_tokens=16)
+    cfg = NudgingConfig(gamma=0.4, max_new_tokens=10)
     spy = Recording(remote.client)
     remote.client = spy
     try:
@@ -158,7 +159,7 @@ def test_nudging_serve_in_front_of_vllm(vllm_url, local, tmp_path):
 
         async def main() -> list[str]:
             async def one(p: str) -> str:
-                return (await client.completions.create(model="nudging", prompt=p, max_tokens=16, temperature=0)).choices[0].text
+                return (await client.completions.create(model="nudging", prompt=p, max_tokens=10, temperature=0)).choices[0].text
 
             try:
                 return await asyncio.gather(*(one(p) for p in prompts))
@@ -167,7 +168,7 @@ def test_nudging_serve_in_front_of_vllm(vllm_url, local, tmp_path):
 
         texts = asyncio.run(main())
         # /v1/completions continues the prompt text as it is (README "Serving")
-        assert texts == [local.generate(RawPrompt(p), NudgingConfig(gamma=0.4, max_new_tokens=16)).text for p in prompts]
+        assert texts == [local.generate(RawPrompt(p), NudgingConfig(gamma=0.4, max_new_tokens=10)).text for p in prompts]
     finally:
         proc.terminate()
         proc.wait(30)

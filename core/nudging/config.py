@@ -89,6 +89,12 @@ class NudgingConfig:
         "auto" in a nudged run (0 < gamma <= 1), where the call-or-text decision is made: "policy"
         (the gamma rule, as everywhere else), "nudger" or "base" (measured in
         benchmarks/tools/decision.py; gamma 0 and gamma > 1 keep one writer whatever it says).
+    call_threshold: under tool_choice "auto" with the grammar on, the call-or-text decision made
+        once at the answer's start by the nudger's probability of opening a call (its masked,
+        renormalised distribution): at or above it the answer is calls only, below it text only
+        (no call). Runs the nudger on the prompt even where the base would write the first word;
+        base-only runs (gamma 0) ignore it. None: no decision, each model writes either as it goes.
+        The embedded pair's value is calibrated with `benchmarks/tools/calibrate.py` (docs/tools.md).
     constrained: False keeps tools/response_format in the prompts and parsing but masks nothing
         (the unconstrained baseline of the measurements).
     drafter: drafts for the base's own stretches, verified in the forward that runs the base's
@@ -120,6 +126,7 @@ class NudgingConfig:
     tool_choice: Any = None
     parallel_tool_calls: bool = True
     tool_opener: str = "policy"
+    call_threshold: float | None = None
     constrained: bool = True
     drafter: Any = field(default="ngram", compare=False)
     draft_max: int = 8
@@ -157,6 +164,9 @@ class NudgingConfig:
         object.__setattr__(self, "tool_choice", check_tool_choice(self.tool_choice, self.tools or ()))
         if self.tool_opener not in ("policy", "nudger", "base"):
             raise ConfigError(f"tool_opener must be 'policy', 'nudger' or 'base', got {self.tool_opener!r}")
+        t = self.call_threshold
+        if t is not None and (isinstance(t, bool) or not isinstance(t, (int, float)) or not 0 <= t <= 1):
+            raise ConfigError(f"call_threshold must be a probability in [0, 1] or None, got {t!r}")
         # Build both sampling params now so bad values fail here, not mid-generation.
         self.base_sampling
         self.nudger_sampling

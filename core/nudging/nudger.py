@@ -14,9 +14,14 @@ from .backends import Backend, LocalModel, fast_local
 from .config import NudgingConfig
 from .decoding import Engine, Run, decode_all
 from .errors import InputError
+from .loading import EMBEDDED_NUDGER
 from .policies import NudgingPolicy, TopProbPolicy
 from .prompts import Prompt, build_prompts
 from .results import Result, StreamEvent
+
+# The embedded nudger's call-or-text threshold: the best mean of both decision rates on BFCL v4
+# items 100-199 of simple_python and irrelevance (0.0079; benchmarks/results/tools/calibration.json).
+EMBEDDED_CALL_THRESHOLD = 0.008
 
 
 class Stream:
@@ -72,7 +77,10 @@ class Nudger:
 
         compile: local models get static KV caches and compiled forwards (README "GPU fast path");
         None: on CUDA when its startup self-check passes, off on the CPU. A model that fails the
-        check keeps the dynamic cache (the reason is logged)."""
+        check keeps the dynamic cache (the reason is logged).
+
+        The embedded nudger without a `config` comes with its calibrated `call_threshold`
+        (EMBEDDED_CALL_THRESHOLD); calibrate another nudger with benchmarks/tools/calibrate.py."""
         from .loading import load_model, load_remote
 
         def load(spec: Any, tok: Any) -> tuple[Any, Any]:
@@ -83,6 +91,8 @@ class Nudger:
 
         b, bt = load(base, base_tokenizer)
         n, nt = load(nudger, nudger_tokenizer)
+        if config is None and nudger == EMBEDDED_NUDGER:
+            config = NudgingConfig(call_threshold=EMBEDDED_CALL_THRESHOLD)
         return cls(b, bt, n, nt, config=config)
 
     @classmethod

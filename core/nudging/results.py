@@ -40,6 +40,7 @@ class Stats:
     tokens_per_second: float = 0.0
     stop_reason: StopReason = "eos"
     mask_seconds: float = 0.0  # time computing and applying grammar masks (constrained output)
+    call_probability: float | None = None  # the nudger's probability of opening a call, where call_threshold decided
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -103,12 +103,11 @@ def tool_grammar(tools: list[dict[str, Any]], choice: Any, parallel: bool) -> st
     body = 'body: "\\n" ' + _json(call_schema(tools)) + ' "\\n</tool_call>"'
     if choice != "auto":
         return "\n".join([f'start: "{OPENER}" body{more}', body])
-    return "\n".join([
-        f"start: TEXT? | preface body{more}",
-        f"preface[lazy]: /(?s:.*){OPENER}/",
-        body,
-        f"TEXT: /(?s:.+)/ & ~/(?s:.*){OPENER}(?s:.*)/",
-    ])
+    return "\n".join([f"start: TEXT? | preface body{more}", f"preface[lazy]: /(?s:.*){OPENER}/", body, _TEXT])
+
+
+# text that never contains the call opener, nor its start with anything else after it (`<tool_call name=`)
+_TEXT = f"TEXT: /(?s:.+)/ & ~/(?s:.*){OPENER[:-1]}(?s:.*)/"
 
 
 def _slashes(pattern: str) -> str:
@@ -126,6 +125,14 @@ def config_grammar(cfg: Any) -> str | None:
     if cfg.response_format is not None:
         return response_format_grammar(cfg.response_format)
     return None
+
+
+def decided(cfg: Any, base: Any, nudger: Any, *, calls: bool) -> tuple[Matcher, Matcher]:
+    """The matchers (base, nudger) of an "auto" answer once the call-or-text decision is made
+    (`call_threshold`): calls as under "required", or text that never opens a call."""
+    grammar = tool_grammar(list(cfg.tools), "required", cfg.parallel_tool_calls) if calls else f"start: TEXT?\n{_TEXT}"
+    assert grammar is not None
+    return Matcher(grammar, base.tokenizer, base.eos_ids), Matcher(grammar, nudger.tokenizer, nudger.eos_ids)
 
 
 def _lltokenizer(tokenizer: Any, eos_ids: frozenset[int]) -> Any:

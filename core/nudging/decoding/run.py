@@ -24,7 +24,7 @@ from ..results import Result, Span, Stats, StopReason, StreamEvent, word_share
 from ..text import Forward, View, encode_continuation, word_boundaries
 from ..tools import offered, parse_tool_calls
 from .costs import another_word, cost_fit, round_stats
-from .grammar import matchers
+from .grammar import decided, matchers
 from .drafting import Drafter
 from .sampling import Sampler
 from .transcript import Transcript
@@ -105,6 +105,10 @@ class Run:
         # who makes the call-or-text decision at the answer's start (config.tool_opener)
         decides = config.tools and config.tool_choice in (None, "auto") and 0 < config.gamma <= 1
         self._opener = config.tool_opener if decides else "policy"
+        # the call-or-text decision by the nudger's probability of a call (config.call_threshold)
+        self._undecided = config.call_threshold is not None and bool(config.tools) and config.tool_choice in (None, "auto") and self.grammars[0] is not None and config.gamma > 0
+        self.call_probability: float | None = None
+        self._mask_seconds = 0.0  # spent by matchers a decision replaced
 
     # -- the loop ---------------------------------------------------------------------------
     def events(self) -> Iterator[StreamEvent | Result]:
@@ -128,6 +132,8 @@ class Run:
         """One base token or one nudge round; returns True when generation is over."""
         if self.cancel is not None and self.cancel.is_set():
             return self._stop("cancelled")
+        if self._undecided:
+            yield from self._decide()
         logits = yield from self.B.next_logits(self._base_draft())
         opening = self.rounds == 0 and not self.T.text
         first_word = opening and (self.cfg.paper_compat or self._opener == "nudger")
@@ -135,6 +141,24 @@ class Run:
             return self._base_writes(logits)
         self._base_top = int(logits.argmax())
         return (yield from self._nudge())
+
+    def _decide(self) -> Iterator[Forward]:
+        """Calls or text, once, before the first id: the nudger's probability of the ids that open a
+        call (under the "auto" mask) against `call_threshold`; from then on both views follow the
+        grammar of that choice, masked over the logits they already hold."""
+        self._undecided = False
+        logits = yield from self.N.next_logits()
+        calls = decided(self.cfg, self.base, self.nudger, calls=True)
+        opens = torch.isfinite(calls[1].mask(logits))
+        self.call_probability = float(torch.softmax(logits.float(), -1)[opens].sum())
+        chosen = calls if self.call_probability >= self.cfg.call_threshold else decided(self.cfg, self.base, self.nudger, calls=False)
+        self._mask_seconds += sum(g.seconds for g in self.grammars if g is not None)
+        self.grammars = chosen
+        chosen[0].limit = self.budget
+        for view, grammar in ((self.B, chosen[0]), (self.N, chosen[1])):
+            view.grammar = grammar
+            if view.logits is not None:
+                view.logits = grammar.mask(view.logits)
 
     @staticmethod
     def _make_drafter(config: NudgingConfig, lm: Backend, max_len: int | None = None) -> Drafter | None:
@@ -366,7 +390,8 @@ class Run:
             seconds=seconds,
             tokens_per_second=out / seconds if seconds > 0 else 0.0,
             stop_reason=self.reason,
-            mask_seconds=sum(g.seconds for g in self.grammars if g is not None),
+            mask_seconds=self._mask_seconds + sum(g.seconds for g in self.grammars if g is not None),
+            call_probability=self.call_probability,
         )
         res = Result(T.text, [Span(s.text, s.source) for s in T.spans if s.text], stats, dict(self.prompts))
         tools = offered(self.cfg)
