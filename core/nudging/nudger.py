@@ -8,13 +8,14 @@ import queue
 import threading
 import weakref
 from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
 from typing import Any, Sequence
 
 from .backends import Backend, LocalModel, fast_local
 from .config import NudgingConfig
 from .decoding import Engine, Run, decode_all
 from .errors import InputError
-from .loading import EMBEDDED_NUDGER
+from .loading.models import SMOLLM2_GGUF
 from .policies import NudgingPolicy, TopProbPolicy
 from .prompts import Prompt, build_prompts
 from .results import Result, StreamEvent
@@ -91,9 +92,10 @@ class Nudger:
 
         b, bt = load(base, base_tokenizer)
         n, nt = load(nudger, nudger_tokenizer)
-        if config is None and nudger == EMBEDDED_NUDGER:
-            config = NudgingConfig(call_threshold=EMBEDDED_CALL_THRESHOLD)
-        return cls(b, bt, n, nt, config=config)
+        pair = cls(b, bt, n, nt, config=config)
+        if config is None and pair.nudger.name == Path(SMOLLM2_GGUF).stem:  # the embedded nudger, however named
+            pair.config = pair.config.merged(call_threshold=EMBEDDED_CALL_THRESHOLD)
+        return pair
 
     @classmethod
     def default(cls, *, device_map: Any = None, dtype: Any = "auto", config: NudgingConfig | None = None) -> Nudger:

@@ -97,6 +97,8 @@ def fingerprint(nudger: Nudger, config: NudgingConfig, policy: LearnedPolicy | N
         keys["base_template"] = vars(config.base_template)
     if dtypes := weight_dtypes(nudger):  # float32 answers keep the keys they were cached under
         keys["dtype"] = dtypes
+    if config.call_threshold is not None and config.tools and config.tool_choice in (None, "auto"):  # answers without one keep their keys
+        keys["call_threshold"] = config.call_threshold
     if policy is not None:
         keys["policy"] = policy.digest
     if anti is not None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import json
 import importlib.util
 import os
 import shutil
@@ -37,7 +38,9 @@ EMBEDDED_NUDGER = "embedded:nudger"
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 # Part of the cache key: bump when the layout of a converted folder changes.
 _CACHE_FORMAT = 1
-_CONVERTED_FILES = ("config.json", "model.safetensors", "tokenizer_config.json")
+# conversion.json: written last, by the check that the folder reloads as transformers' own load
+_CONVERTED_FILES = ("config.json", "model.safetensors", "tokenizer_config.json", "conversion.json")
+_CHECK_TEXT = "The capital of France is Paris. Tomorrow, we ünïcödé — 中文 🙂"
 
 
 def default_device() -> torch.device:
@@ -295,7 +298,13 @@ def _dequantize(gguf: Path, out: Path) -> None:
         model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
     except Exception as exc:
         raise ModelLoadError(f"transformers could not load the GGUF file {gguf}: {exc}") from exc
-    # save_pretrained refuses GGUF-loaded models: write config, weights and tokenizer ourselves.
+    _write(model.eval(), tok, out)
+    _check_round_trip(model, tok, out)
+    console.print(f"Cached [bold]{gguf.name}[/] in {out.parent}", soft_wrap=True)
+
+
+def _write(model: PreTrainedModel, tok: Any, out: Path) -> None:
+    """Config, generation config, weights and tokenizer (save_pretrained refuses GGUF-loaded models)."""
     config = copy.deepcopy(model.config)
     if hasattr(config, "quantization_config"):
         del config.quantization_config
@@ -304,7 +313,38 @@ def _dequantize(gguf: Path, out: Path) -> None:
     model.generation_config.save_pretrained(out)
     save_file(_untied_state_dict(model), out / "model.safetensors", metadata={"format": "pt"})
     tok.save_pretrained(out)
-    console.print(f"Cached [bold]{gguf.name}[/] in {out.parent}", soft_wrap=True)
+
+
+def _check_round_trip(model: PreTrainedModel, tok: Any, out: Path) -> None:
+    """The written folder loads as the model transformers made from the GGUF file: every tensor
+    equal, ties kept, the same ids, special tokens, chat template and logits. Checked once, while
+    transformers' own (slow) load is in memory anyway; the result goes to conversion.json."""
+    again = AutoModelForCausalLM.from_pretrained(out, dtype=torch.float32).eval()
+    again_tok = AutoTokenizer.from_pretrained(out)
+    ours, theirs = again.state_dict(), model.state_dict()
+    problems = [f"tensors differ in name: {sorted(set(ours) ^ set(theirs))[:5]}"] if set(ours) != set(theirs) else []
+    problems += [f"tensor {name} differs" for name in sorted(theirs) if name in ours and not torch.equal(ours[name], theirs[name])][:5]
+    tied = model.get_input_embeddings().weight.data_ptr() == model.get_output_embeddings().weight.data_ptr()
+    if tied and again.get_input_embeddings().weight.data_ptr() != again.get_output_embeddings().weight.data_ptr():
+        problems.append("the input and output embeddings are no longer tied")
+    ids = tok(_CHECK_TEXT, return_tensors="pt").input_ids
+    if again_tok(_CHECK_TEXT, return_tensors="pt").input_ids.tolist() != ids.tolist():
+        problems.append("the tokenizer gives other ids")
+    for attr in ("eos_token", "bos_token", "pad_token", "chat_template"):
+        if getattr(again_tok, attr, None) != getattr(tok, attr, None):
+            problems.append(f"the tokenizer's {attr} differs")
+    if again.generation_config.eos_token_id != model.generation_config.eos_token_id:
+        problems.append("the generation config's eos_token_id differs")
+    diff = 0.0
+    if not problems:
+        with torch.inference_mode():
+            diff = float((again(ids).logits - model(ids).logits).abs().max())
+        if diff > 1e-5:
+            problems.append(f"logits differ by up to {diff:g}")
+    if problems:
+        raise ModelLoadError(f"the converted folder {out} does not reload as transformers' own GGUF load: " + "; ".join(problems))
+    record = {"transformers": transformers.__version__, "tensors": len(theirs), "tied_embeddings": tied, "text": _CHECK_TEXT, "max_logit_difference": diff}
+    (out / "conversion.json").write_text(json.dumps(record, ensure_ascii=False, indent=1) + "\n")
 
 
 def _untied_state_dict(model: PreTrainedModel) -> dict[str, torch.Tensor]:
