@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import torch
 import transformers
-from nudging.loading import models
+from nudging.loading import conversion, models
 from nudging.errors import ConfigError, ModelLoadError, NudgingError
 from nudging.loading import convert_gguf, embedded_paths, load_model
 from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -34,13 +34,13 @@ def cached(root: Path) -> list[Path]:
 
 def _count_conversions(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     calls: list[str] = []
-    real = models._dequantize
+    real = conversion.dequantize
 
     def counting(gguf, out):
         calls.append(gguf.name)
         real(gguf, out)
 
-    monkeypatch.setattr(models, "_dequantize", counting)
+    monkeypatch.setattr(conversion, "dequantize", counting)
     return calls
 
 
@@ -119,8 +119,8 @@ def test_a_conversion_that_does_not_reload_the_same_fails(tmp_path, tokenizers):
 
     tok = tokenizers[1]
     model = tiny_llama(tok, seed=3)
-    models._write(model, tok, tmp_path)
-    models._check_round_trip(model, tok, tmp_path)
+    conversion._write(model, tok, tmp_path)
+    conversion._check_round_trip(model, tok, tmp_path)
     assert json.loads((tmp_path / "conversion.json").read_text())["max_logit_difference"] <= 1e-5
     (tmp_path / "conversion.json").unlink()
     weights = load_file(tmp_path / "model.safetensors")
@@ -128,7 +128,7 @@ def test_a_conversion_that_does_not_reload_the_same_fails(tmp_path, tokenizers):
     weights[name] = weights[name] + 1e-3
     save_file(weights, tmp_path / "model.safetensors", metadata={"format": "pt"})
     with pytest.raises(ModelLoadError, match=f"tensor {re.escape(name)} differs"):
-        models._check_round_trip(model, tok, tmp_path)
+        conversion._check_round_trip(model, tok, tmp_path)
     assert not (tmp_path / "conversion.json").exists() and not models._is_converted(tmp_path)
 
 
@@ -238,7 +238,7 @@ def test_interrupted_conversion_leaves_no_cache(tmp_path, monkeypatch):
         (out / "config.json").write_text("{}")
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(models, "_dequantize", interrupted)
+    monkeypatch.setattr(conversion, "dequantize", interrupted)
     with pytest.raises(KeyboardInterrupt):
         convert_gguf(gguf, cache_dir=tmp_path / "cache")
     assert cached(tmp_path / "cache" / "gguf") == []
@@ -255,7 +255,7 @@ def test_processes_starting_together_convert_once(tmp_path, monkeypatch):
         for name in models._CONVERTED_FILES:
             (out / name).write_text("{}")
 
-    monkeypatch.setattr(models, "_dequantize", slow)
+    monkeypatch.setattr(conversion, "dequantize", slow)
     with ThreadPoolExecutor(3) as pool:
         folders = list(pool.map(lambda _: convert_gguf(gguf, cache_dir=tmp_path / "cache"), range(3)))
     assert calls == ["model.gguf"] and len(set(folders)) == 1

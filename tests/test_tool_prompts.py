@@ -98,3 +98,24 @@ def test_a_bad_call_threshold_is_named():
     for bad in (-0.1, 1.5, "high", True):
         with pytest.raises(ConfigError, match="call_threshold"):
             NudgingConfig(call_threshold=bad)
+
+
+@pytest.mark.parametrize("pair", ["cross"], indirect=True)
+def test_call_gamma_writes_the_calls_by_its_own_rule(pair):
+    """call_gamma replaces gamma where the answer is calls: forced ("required"), or decided under
+    "auto"; text keeps gamma, and a base-only run stays the base's."""
+    from nudging import NudgingConfig
+    from nudging.errors import ConfigError
+
+    ask = dict(tools=list(TOOLS), parallel_tool_calls=False, max_new_tokens=24)
+    for call_gamma, source in ((2.0, "nudger"), (0.0, "base")):
+        forced = pair.generate("Weather in Oslo?", gamma=0.5, call_gamma=call_gamma, tool_choice="required", **ask)
+        decided = pair.generate("Weather in Oslo?", gamma=0.5, call_gamma=call_gamma, tool_choice="auto", call_threshold=0.0, **ask)
+        for res in (forced, decided):
+            assert res.text.startswith("<tool_call>") and {s.source for s in res.spans} == {source}, res.spans
+    text = pair.generate("Weather in Oslo?", gamma=0.5, call_gamma=2.0, tool_choice="auto", call_threshold=1.0, **ask)
+    assert text.text == pair.generate("Weather in Oslo?", gamma=0.5, tool_choice="auto", call_threshold=1.0, **ask).text
+    base_only = pair.generate("Weather in Oslo?", gamma=0.0, call_gamma=2.0, tool_choice="required", **ask)
+    assert {s.source for s in base_only.spans} == {"base"}
+    with pytest.raises(ConfigError, match="call_gamma"):
+        NudgingConfig(call_gamma=-1)

@@ -95,6 +95,10 @@ class NudgingConfig:
         (no call). Runs the nudger on the prompt even where the base would write the first word;
         base-only runs (gamma 0) ignore it. None: no decision, each model writes either as it goes.
         The embedded pair's value is calibrated with `benchmarks/tools/calibrate.py` (docs/tools.md).
+    call_gamma: gamma inside an answer that is tool calls (tool_choice "required" or a named tool,
+        or "auto" once call_threshold decided a call) with the grammar on, in nudged and
+        nudger-only runs: e.g. 2 lets the nudger write every call where it writes better calls than
+        the base (the embedded pair, docs/tools.md). None: gamma (or the policy) as everywhere.
     constrained: False keeps tools/response_format in the prompts and parsing but masks nothing
         (the unconstrained baseline of the measurements).
     drafter: drafts for the base's own stretches, verified in the forward that runs the base's
@@ -127,6 +131,7 @@ class NudgingConfig:
     parallel_tool_calls: bool = True
     tool_opener: str = "policy"
     call_threshold: float | None = None
+    call_gamma: float | None = None
     constrained: bool = True
     drafter: Any = field(default="ngram", compare=False)
     draft_max: int = 8
@@ -167,6 +172,9 @@ class NudgingConfig:
         t = self.call_threshold
         if t is not None and (isinstance(t, bool) or not isinstance(t, (int, float)) or not 0 <= t <= 1):
             raise ConfigError(f"call_threshold must be a probability in [0, 1] or None, got {t!r}")
+        c = self.call_gamma
+        if c is not None and (isinstance(c, bool) or not isinstance(c, (int, float)) or math.isnan(c) or c < 0):
+            raise ConfigError(f"call_gamma must be a number >= 0 (a gamma for tool calls) or None, got {c!r}")
         # Build both sampling params now so bad values fail here, not mid-generation.
         self.base_sampling
         self.nudger_sampling

@@ -20,9 +20,11 @@ from .policies import NudgingPolicy, TopProbPolicy
 from .prompts import Prompt, build_prompts
 from .results import Result, StreamEvent
 
-# The embedded nudger's call-or-text threshold: the best mean of both decision rates on BFCL v4
-# items 100-199 of simple_python and irrelevance (0.0079; benchmarks/results/tools/calibration.json).
-EMBEDDED_CALL_THRESHOLD = 0.008
+# The embedded nudger's tool settings, measured (docs/tools.md): its call-or-text threshold, the best
+# mean of both decision rates on BFCL v4 items 100-199 of simple_python and irrelevance (0.0079;
+# benchmarks/results/tools/calibration.json), and who writes its calls: the nudger alone (BFCL
+# simple_python "required", first 30: nudger 70%, base 53%).
+EMBEDDED_TOOL_SETTINGS: dict[str, Any] = {"call_threshold": 0.008, "call_gamma": 2.0}
 
 
 class Stream:
@@ -80,8 +82,9 @@ class Nudger:
         None: on CUDA when its startup self-check passes, off on the CPU. A model that fails the
         check keeps the dynamic cache (the reason is logged).
 
-        The embedded nudger without a `config` comes with its calibrated `call_threshold`
-        (EMBEDDED_CALL_THRESHOLD); calibrate another nudger with benchmarks/tools/calibrate.py."""
+        The embedded nudger without a `config` comes with its measured tool settings
+        (EMBEDDED_TOOL_SETTINGS: `call_threshold`, calibrated with benchmarks/tools/calibrate.py,
+        and `call_gamma` 2, it writes the calls)."""
         from .loading import load_model, load_remote
 
         def load(spec: Any, tok: Any) -> tuple[Any, Any]:
@@ -94,7 +97,7 @@ class Nudger:
         n, nt = load(nudger, nudger_tokenizer)
         pair = cls(b, bt, n, nt, config=config)
         if config is None and pair.nudger.name == Path(SMOLLM2_GGUF).stem:  # the embedded nudger, however named
-            pair.config = pair.config.merged(call_threshold=EMBEDDED_CALL_THRESHOLD)
+            pair.config = pair.config.merged(**EMBEDDED_TOOL_SETTINGS)
         return pair
 
     @classmethod

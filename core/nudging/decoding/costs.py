@@ -15,6 +15,8 @@ import threading
 import weakref
 from typing import Any
 
+import torch
+
 
 class CostFit:
     """Running weighted least squares of one model's forward seconds on the ids it ran: t ≈ a + b·N
@@ -167,3 +169,14 @@ def round_stats(base: Any, nudger: Any) -> RoundStats:
         if stats is None:
             stats = per_base[nudger] = RoundStats()
         return stats
+
+
+def tail_agreement(rows: torch.Tensor, b_ids: list[int], m: int) -> int:
+    """How many ids of the draft's tail the base's argmax reproduces in a row (speculation's
+    best case). Computed the same with speculation on or off, so adaptive drafting keeps them equal."""
+    if m == 0 or m >= len(b_ids):
+        return 0
+    tail = rows[m - 1 : len(b_ids) - 1]
+    match = ((tail.argmax(dim=-1).cpu() == torch.tensor(b_ids[m:])) & ~tail.isnan().any(dim=-1).cpu()).tolist()  # unscored rows (NaN) agree on nothing
+    return next((i for i, ok in enumerate(match) if not ok), len(match))
+

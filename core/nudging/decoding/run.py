@@ -18,13 +18,13 @@ import torch
 from ..backends import Backend
 from ..config import NudgingConfig
 from ..errors import ConfigError, InputError
-from ..policies import NudgingPolicy
+from ..policies import NudgingPolicy, TopProbPolicy
 from ..prompts import Prompt, build_prompts, stop_strings
 from ..results import Result, Span, Stats, StopReason, StreamEvent, word_share
 from ..text import Forward, View, encode_continuation, word_boundaries
 from ..tools import offered, parse_tool_calls
-from .costs import another_word, cost_fit, round_stats
-from .grammar import decided, matchers
+from .costs import another_word, cost_fit, round_stats, tail_agreement
+from .grammar import decision, matchers
 from .drafting import Drafter
 from .sampling import Sampler
 from .transcript import Transcript
@@ -109,6 +109,8 @@ class Run:
         self._undecided = config.call_threshold is not None and bool(config.tools) and config.tool_choice in (None, "auto") and self.grammars[0] is not None and config.gamma > 0
         self.call_probability: float | None = None
         self._mask_seconds = 0.0  # spent by matchers a decision replaced
+        if config.tool_choice not in (None, "auto", "none") and self.grammars[0] is not None and bool(config.tools):
+            self._calls_policy()
 
     # -- the loop ---------------------------------------------------------------------------
     def events(self) -> Iterator[StreamEvent | Result]:
@@ -147,11 +149,9 @@ class Run:
         call (under the "auto" mask) against `call_threshold`; from then on both views follow the
         grammar of that choice, masked over the logits they already hold."""
         self._undecided = False
-        logits = yield from self.N.next_logits()
-        calls = decided(self.cfg, self.base, self.nudger, calls=True)
-        opens = torch.isfinite(calls[1].mask(logits))
-        self.call_probability = float(torch.softmax(logits.float(), -1)[opens].sum())
-        chosen = calls if self.call_probability >= self.cfg.call_threshold else decided(self.cfg, self.base, self.nudger, calls=False)
+        self.call_probability, chosen, calls = decision(self.cfg, self.base, self.nudger, (yield from self.N.next_logits()))
+        if calls:
+            self._calls_policy()
         self._mask_seconds += sum(g.seconds for g in self.grammars if g is not None)
         self.grammars = chosen
         chosen[0].limit = self.budget
@@ -159,6 +159,12 @@ class Run:
             view.grammar = grammar
             if view.logits is not None:
                 view.logits = grammar.mask(view.logits)
+
+    def _calls_policy(self) -> None:
+        """The answer is tool calls: they are written by `call_gamma`'s rule where one is set (a
+        base-only run stays the base's)."""
+        if self.cfg.call_gamma is not None and self.cfg.gamma > 0:
+            self.policy = TopProbPolicy(self.cfg.call_gamma)
 
     @staticmethod
     def _make_drafter(config: NudgingConfig, lm: Backend, max_len: int | None = None) -> Drafter | None:
@@ -276,7 +282,7 @@ class Run:
         if bounds:
             self.stats.record_words(nudger_keep(draft.ends, bounds[-1], False), len(bounds))
         if m and any(verdicts) and m < len(b_ids):
-            self.stats.record_tail(self._tail_agreement(rows, b_ids, m), len(b_ids) - m)
+            self.stats.record_tail(tail_agreement(rows, b_ids, m), len(b_ids) - m)
 
     def _verify(self, b_ids: list[int], b_ends: list[int | None], bounds: list[int], draft: _Draft) -> Generator[Forward, torch.Tensor, torch.Tensor]:
         """Base rows [len(b_ids), vocab] for a draft. Where each row costs a request's prefill (a
@@ -301,16 +307,6 @@ class Run:
         if self.cfg.paper_compat:
             ok = ok | self._base_agrees(at, text, bounds)
         return ok.tolist()
-
-    @staticmethod
-    def _tail_agreement(rows: torch.Tensor, b_ids: list[int], m: int) -> int:
-        """How many ids of the draft's tail the base's argmax reproduces in a row (speculation's
-        best case). Computed the same with speculation on or off, so adaptive drafting keeps them equal."""
-        if m == 0 or m >= len(b_ids):
-            return 0
-        tail = rows[m - 1 : len(b_ids) - 1]
-        match = ((tail.argmax(dim=-1).cpu() == torch.tensor(b_ids[m:])) & ~tail.isnan().any(dim=-1).cpu()).tolist()  # unscored rows (NaN) agree on nothing
-        return next((i for i, ok in enumerate(match) if not ok), len(match))
 
     def _base_agrees(self, rows: torch.Tensor, text: str, bounds: list[int]) -> torch.Tensor:
         """paper_compat: at each boundary, is the base's top token a prefix of the nudger's next word?"""

@@ -99,6 +99,8 @@ def fingerprint(nudger: Nudger, config: NudgingConfig, policy: LearnedPolicy | N
         keys["dtype"] = dtypes
     if config.call_threshold is not None and config.tools and config.tool_choice in (None, "auto"):  # answers without one keep their keys
         keys["call_threshold"] = config.call_threshold
+    if config.call_gamma is not None and config.tools:
+        keys["call_gamma"] = config.call_gamma
     if policy is not None:
         keys["policy"] = policy.digest
     if anti is not None:
