@@ -3,7 +3,7 @@
 Six clients send back-to-back requests (chat, completions, streams, streams left early) to a
 server whose batch of four never empties while the load runs. Throughout: `running` never exceeds
 the batch, `served` grows in every window, live Job objects stay bounded by the clients, and RSS
-stays flat in the second half of the load. Bounded: about 35 s of wall time.
+stays flat after the first window of load. Bounded: about 35 s of wall time.
 """
 
 from __future__ import annotations
@@ -128,10 +128,12 @@ def test_sustained_overlapping_load_releases_every_job():
     assert all(b > a for a, b in zip(served_at, served_at[1:])), served_at
     assert max(jobs_seen) <= CLIENTS + MAX_BATCH, jobs_seen
     mib = [round((r - rss_seen[0]) / 2**20, 1) for r in rss_seen]
-    # a leak grows in every window; the heap's high-water mark steps once (new batch/draft shapes,
-    # arenas left by earlier tests in this process) and stays: the second half of the load must be flat
+    # a leak grows in every window; the heap's high-water mark steps once in the first window (new
+    # batch/draft shapes, arenas left by earlier tests in this process: 0-94 MiB seen) and stays, so
+    # from the end of the first window on RSS must stay flat, and flatter still over the second half
+    settled = rss_seen[1:]
+    assert max(settled) - settled[0] < RSS_BOUND, f"RSS grew under load (MiB per window): {mib}"
     assert rss_seen[-1] - rss_seen[len(rss_seen) // 2] < RSS_BOUND / 2, f"RSS grew under load (MiB per window): {mib}"
-    assert rss_seen[-1] - rss_seen[0] < 3 * RSS_BOUND, f"RSS grew under load (MiB per window): {mib}"
     assert final["running"] == 0 and final["cancelled"] > 0
     total = final["served"] + final["cancelled"] + final["failed"]
     assert final["failed"] == 0 and total > 100
