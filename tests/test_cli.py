@@ -244,3 +244,18 @@ def test_a_base_served_under_a_short_name_works(tiny, tmp_path):
         out = run("generate", "Tell me a story.", "-g", "0.5", "-n", "8", "--base", f"{url}#short", "--base-tokenizer", str(tmp_path / "base-tok"), "--nudger", str(tmp_path / "chat"), "--json", "--device", "cpu")
     assert out.exit_code == 0, out.output
     assert json.loads(out.stdout)["text"] == want
+
+
+def test_serve_keeps_the_pairs_own_tool_settings(loads, tiny, monkeypatch):
+    """The command line's gamma and budget, the loaded pair's call_threshold and call_gamma (the
+    embedded nudger's measured ones): the CLI builds a fresh config, which must not drop them."""
+    from nudging.serving import app as serving_app
+
+    got = {}
+    real = serving_app.create_app
+    monkeypatch.setattr(tiny, "config", tiny.config.merged(call_threshold=0.2, call_gamma=2.0))
+    monkeypatch.setattr(serving_app, "create_app", lambda nudger, **kw: got.update(kw) or real(nudger, **kw))
+    monkeypatch.setattr("nudging.serving.app.run_server", lambda app, host, port: None)
+    assert run("serve", "--gamma", "0.3").exit_code == 0
+    cfg = got["config"]
+    assert (cfg.gamma, cfg.call_threshold, cfg.call_gamma) == (0.3, 0.2, 2.0)
