@@ -102,7 +102,7 @@ def test_first_load_converts_then_cache_hits(tmp_path, monkeypatch):
 
 @pytest.mark.real
 def test_cached_base_was_checked_against_transformers_own_load(real_pair):
-    """The base's folder comes from a conversion whose round-trip check passed (the check above,
+    """The base's folder comes from a conversion whose round-trip check passed (conversion.py's,
     made while transformers' own load was in memory; loading the base's GGUF again here took ~60 s
     of every run). The nudger's conversion is compared with transformers' load directly above."""
     folder = convert_gguf(embedded_paths()[0])
@@ -112,8 +112,8 @@ def test_cached_base_was_checked_against_transformers_own_load(real_pair):
 
 
 def test_a_conversion_that_does_not_reload_the_same_fails(tmp_path, tokenizers):
-    """The round-trip check names what the written folder changed (here one tensor, one special
-    token) and writes no conversion.json, so the cache never counts the folder as converted."""
+    """The round-trip check names what the written folder changed (here one tensor) and writes no
+    conversion.json, so the cache never counts the folder as converted."""
     from safetensors.torch import load_file, save_file
     from tiny_models import tiny_llama
 

@@ -192,3 +192,8 @@ class NudgingConfig:
     def merged(self, **overrides: Any) -> NudgingConfig:
         """A copy with the given fields replaced (None values are ignored)."""
         return replace(self, **{k: v for k, v in overrides.items() if v is not None})
+
+    def with_tool_settings(self, pair: NudgingConfig) -> NudgingConfig:
+        """A copy with `pair`'s call_threshold and call_gamma (a loaded pair's measured tool
+        settings), for configs built afresh: the CLI's, the evaluations'."""
+        return self.merged(call_threshold=pair.call_threshold, call_gamma=pair.call_gamma)

@@ -61,6 +61,5 @@ def serve(
         config = build_config(gamma=gamma, max_new_tokens=DEFAULTS.max_new_tokens, temperature=DEFAULTS.temperature, top_p=DEFAULTS.top_p, seed=None, stop=None, system=None, policy=policy)
         limits = Limits(max_tokens=max_tokens, timeout=request_timeout)
         pair = common.load_nudger(base, nudger, device, compile, dtype, base_tokenizer=base_tokenizer, nudger_tokenizer=nudger_tokenizer)
-        config = config.merged(call_threshold=pair.config.call_threshold, call_gamma=pair.config.call_gamma)  # the pair's own tool settings
-        application = create_app(pair, config=config, model_name=model_name or "nudging", max_queue=max_queue, max_batch=max_batch, limits=limits, api_key=api_key, allowed_origins=origins)
+        application = create_app(pair, config=config.with_tool_settings(pair.config), model_name=model_name or "nudging", max_queue=max_queue, max_batch=max_batch, limits=limits, api_key=api_key, allowed_origins=origins)
     run_server(application, host, port)

@@ -105,11 +105,14 @@ class Run:
         # who makes the call-or-text decision at the answer's start (config.tool_opener)
         decides = config.tools and config.tool_choice in (None, "auto") and 0 < config.gamma <= 1
         self._opener = config.tool_opener if decides else "policy"
-        # the call-or-text decision by the nudger's probability of a call (config.call_threshold)
-        self._undecided = config.call_threshold is not None and bool(config.tools) and config.tool_choice in (None, "auto") and self.grammars[0] is not None and config.gamma > 0
+        # tool calls under a grammar: decided once by the nudger's probability of a call under "auto"
+        # (config.call_threshold), written by config.call_gamma's rule where the answer is calls
+        tool_grammar = bool(config.tools) and self.grammars[0] is not None  # never under "none"
+        auto = config.tool_choice in (None, "auto")
+        self._undecided = tool_grammar and auto and config.call_threshold is not None and config.gamma > 0
         self.call_probability: float | None = None
         self._mask_seconds = 0.0  # spent by matchers a decision replaced
-        if config.tool_choice not in (None, "auto", "none") and self.grammars[0] is not None and bool(config.tools):
+        if tool_grammar and not auto:
             self._calls_policy()
 
     # -- the loop ---------------------------------------------------------------------------

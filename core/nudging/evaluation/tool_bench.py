@@ -49,7 +49,7 @@ def run_bfcl(nudger: Nudger, systems: Sequence[ToolSystem], results: Path, *, li
     time; returns this run's records (cached and new), appending new ones to `results`."""
     results = Path(results)
     results.parent.mkdir(parents=True, exist_ok=True)
-    base = eval_config(max_new_tokens).merged(call_threshold=nudger.config.call_threshold, call_gamma=nudger.config.call_gamma)  # the pair's own tool settings
+    base = eval_config(max_new_tokens).with_tool_settings(nudger.config)
     cached = {(r["kind"], r["system"], r["tool_choice"], r["item_id"], r["fingerprint"]): r for r in read_cache(results)}
     wanted, todo = [], []
     for category, choice in RUNS:

@@ -125,7 +125,7 @@ def run_tool_eval(
     and new), appending new ones to `results`."""
     results = Path(results)
     results.parent.mkdir(parents=True, exist_ok=True)
-    base = eval_config(max_new_tokens).merged(call_threshold=nudger.config.call_threshold, call_gamma=nudger.config.call_gamma)  # the pair's own tool settings
+    base = eval_config(max_new_tokens).with_tool_settings(nudger.config)
     cached = {_key(r): r for r in read_cache(results)}
     wanted: list[tuple[Any, ...]] = []
     todo: list[tuple[str, ToolSystem, list[Any], list[NudgingConfig], list[str]]] = []
