@@ -24,7 +24,7 @@ from tiny_models import tiny_pair
 
 CLIENTS, MAX_BATCH = 6, 4
 # Allocator pools and caches grow over the first ~15 s; four 5-s windows of load then show served
-# growing in each, live jobs bounded and RSS flat over the second half; a longer run shows nothing more.
+# growing in each, live jobs bounded and no new RSS high-water mark in the second half; a longer run shows nothing more.
 WARMUP_S, LOAD_S, WINDOW_S = 15.0, 20.0, 5.0
 LIBC = ctypes.CDLL(ctypes.util.find_library("c")) if ctypes.util.find_library("c") else None
 if LIBC is not None and not hasattr(LIBC, "malloc_trim"):  # not glibc (musl): RSS as it is
@@ -130,10 +130,13 @@ def test_sustained_overlapping_load_releases_every_job():
     mib = [round((r - rss_seen[0]) / 2**20, 1) for r in rss_seen]
     # a leak grows in every window; the heap's high-water mark steps once in the first window (new
     # batch/draft shapes, arenas left by earlier tests in this process: 0-94 MiB seen) and stays, so
-    # from the end of the first window on RSS must stay flat, and flatter still over the second half
+    # from the end of the first window on RSS must stay flat, and the second half may not set a new
+    # high-water mark above the first half's (freed arena pages make single windows dip and come
+    # back: [0, 88, 77, 81, 95] MiB in one CI rehearsal; a leak raises the mark in every window)
     settled = rss_seen[1:]
+    half = len(rss_seen) // 2
     assert max(settled) - settled[0] < RSS_BOUND, f"RSS grew under load (MiB per window): {mib}"
-    assert rss_seen[-1] - rss_seen[len(rss_seen) // 2] < RSS_BOUND / 2, f"RSS grew under load (MiB per window): {mib}"
+    assert max(rss_seen[half + 1 :]) - max(rss_seen[1 : half + 1]) < RSS_BOUND / 2, f"RSS grew under load (MiB per window): {mib}"
     assert final["running"] == 0 and final["cancelled"] > 0
     total = final["served"] + final["cancelled"] + final["failed"]
     assert final["failed"] == 0 and total > 100
