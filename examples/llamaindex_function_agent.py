@@ -6,7 +6,8 @@
 Calls are grammar-constrained, so each names a tool with arguments that fit its schema. A 270M base
 with a 135M nudger does not reliably decide *when* to call (docs/tools.md, "Other decision signals
 measured"), so the agent forces a call on its first turn (`initial_tool_choice="required"`) and
-the LLM answers in plain text once a tool result is the last message (`tool_choice="none"`). A stronger pair can leave both on "auto".
+the LLM answers in plain text once a tool result is the last message (`tool_choice="none"`). A
+stronger pair can leave both on "auto".
 """
 
 from __future__ import annotations

@@ -39,22 +39,22 @@ def probabilities(nudger: Nudger, lo: int, hi: int, batch: int = 8) -> list[dict
     return out
 
 
-def rates(records: list[dict], threshold: float) -> tuple[float, float]:
-    """(share of call-right items that call, share of text-right items that answer in text)."""
-    pos = [r["p"] >= threshold for r in records if r["call_right"]]
-    neg = [r["p"] < threshold for r in records if not r["call_right"]]
+def rates(values: list[float], right: list[bool], threshold: float) -> tuple[float, float]:
+    """(share of call-right items whose value is >= threshold, share of text-right items below it)."""
+    pos = [v >= threshold for v, y in zip(values, right) if y]
+    neg = [v < threshold for v, y in zip(values, right) if not y]
     return sum(pos) / len(pos), sum(neg) / len(neg)
 
 
-def auc(records: list[dict]) -> float:
-    pos = [r["p"] for r in records if r["call_right"]]
-    neg = [r["p"] for r in records if not r["call_right"]]
+def auc(values: list[float], right: list[bool]) -> float:
+    pos = [v for v, y in zip(values, right) if y]
+    neg = [v for v, y in zip(values, right) if not y]
     return sum((p > n) + 0.5 * (p == n) for p in pos for n in neg) / (len(pos) * len(neg))
 
 
-def choose(records: list[dict]) -> float:
-    """The threshold (one of the measured probabilities) with the best mean of the two rates."""
-    return max(sorted({r["p"] for r in records}), key=lambda t: sum(rates(records, t)))
+def choose(values: list[float], right: list[bool]) -> float:
+    """The threshold (one of the measured values) with the best mean of the two rates."""
+    return max(sorted(set(values)), key=lambda t: sum(rates(values, right, t)))
 
 
 def main() -> None:
@@ -67,9 +67,10 @@ def main() -> None:
     args = ap.parse_args()
     nudger = Nudger.from_pretrained(args.base, args.nudger)
     records = probabilities(nudger, args.lo, args.hi)
-    threshold = choose(records)
-    calls, texts = rates(records, threshold)
-    summary = {"base": nudger.base.name, "nudger": nudger.nudger.name, "items": [args.lo, args.hi], "auc": auc(records), "threshold": threshold, "calls_where_right": calls, "text_where_right": texts}
+    values, right = [r["p"] for r in records], [r["call_right"] for r in records]
+    threshold = choose(values, right)
+    calls, texts = rates(values, right, threshold)
+    summary = {"base": nudger.base.name, "nudger": nudger.nudger.name, "items": [args.lo, args.hi], "auc": auc(values, right), "threshold": threshold, "calls_where_right": calls, "text_where_right": texts}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({**summary, "records": records}, indent=1) + "\n")
     print(json.dumps(summary, indent=1))

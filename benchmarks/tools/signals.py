@@ -26,9 +26,10 @@ import math
 from pathlib import Path
 
 import torch
+from calibrate import auc, choose, rates  # this folder's: run as a script, it is on sys.path
 
 from nudging import Nudger
-from nudging.decoding.grammar import decided
+from nudging.decoding.grammar import decision
 from nudging.evaluation import bfcl
 from nudging.evaluation.runner import eval_config
 from nudging.prompts import build_prompts
@@ -74,17 +75,21 @@ def agent_cases() -> list[tuple[str, list[dict], list[dict], bool]]:
     return out
 
 
+def _request(messages: list[dict], tools: list[dict]) -> tuple[str, str]:
+    """The user's text and a one-line-per-tool listing (name: description) for the probes."""
+    return " ".join(m["content"] for m in messages if m["role"] == "user"), "\n".join(f"{t['function']['name']}: {t['function'].get('description', '')}" for t in tools)
+
+
 class Signals:
     def __init__(self, pair: Nudger) -> None:
         self.pair, self.cfg = pair, eval_config(1)
 
     @torch.no_grad()
     def p_open(self, messages: list[dict], tools: list[dict]) -> float:
-        cfg = self.cfg.merged(tools=tools, tool_choice="auto", parallel_tool_calls=False, gamma=0.4)
+        cfg = self.cfg.merged(tools=tools, tool_choice="auto", parallel_tool_calls=False, gamma=0.4, call_threshold=0.0)
         _, (_, ids) = build_prompts(self.pair.base, self.pair.nudger, messages, cfg)
         logits = self.pair.nudger.model(torch.tensor([ids])).logits[0, -1].float()
-        opens = torch.isfinite(decided(cfg, self.pair.base, self.pair.nudger, calls=True)[1].mask(logits))
-        return math.log(float(torch.softmax(logits, -1)[opens].sum()))
+        return math.log(decision(cfg, self.pair.base, self.pair.nudger, logits)[0])  # what call_threshold compares
 
     @torch.no_grad()
     def _mean_logprob(self, context: str, target: str) -> float:
@@ -94,15 +99,13 @@ class Signals:
         return float(sum(lp[len(c) - 1 + i, tok] for i, tok in enumerate(t))) / len(t)
 
     def relevance(self, messages: list[dict], tools: list[dict]) -> float:
-        q = " ".join(m["content"] for m in messages if m["role"] == "user")
-        listing = "\n".join(f"{t['function']['name']}: {t['function'].get('description', '')}" for t in tools)
+        q, listing = _request(messages, tools)
         return self._mean_logprob(f"Tools:\n{listing}\n\nA request these tools can answer: ", q) - self._mean_logprob("A request: ", q)
 
     @torch.no_grad()
     def yes_no(self, messages: list[dict], tools: list[dict]) -> float:
         lm = self.pair.nudger
-        q = " ".join(m["content"] for m in messages if m["role"] == "user")
-        listing = "\n".join(f"{t['function']['name']}: {t['function'].get('description', '')}" for t in tools)
+        q, listing = _request(messages, tools)
         text = f"Tool:\n{listing}\n\nRequest: {q}\n\nCan this tool answer the request? Answer Yes or No."
         ids = lm.tokenizer.apply_chat_template([{"role": "user", "content": text}], add_generation_prompt=True, tokenize=False)
         lp = torch.log_softmax(lm.model(torch.tensor([lm.tokenizer.encode(ids, add_special_tokens=False)])).logits[0, -1].float(), -1)
@@ -120,18 +123,6 @@ def scores(records: list[dict]) -> dict[str, list[float]]:
     return out
 
 
-def auc(values: list[float], right: list[bool]) -> float:
-    pos = [v for v, y in zip(values, right) if y]
-    neg = [v for v, y in zip(values, right) if not y]
-    return sum((p > n) + 0.5 * (p == n) for p in pos for n in neg) / (len(pos) * len(neg))
-
-
-def rates(values: list[float], right: list[bool], t: float) -> tuple[float, float]:
-    pos = [v >= t for v, y in zip(values, right) if y]
-    neg = [v < t for v, y in zip(values, right) if not y]
-    return sum(pos) / len(pos), sum(neg) / len(neg)
-
-
 def main() -> None:
     pair = Nudger.default()
     s = Signals(pair)
@@ -144,7 +135,7 @@ def main() -> None:
     cal = sets["calibration (BFCL 100-199)"]
     cal_scores, cal_right = scores(cal), [r["call_right"] for r in cal]
     for signal, values in cal_scores.items():
-        t = max(sorted(set(values)), key=lambda x: sum(rates(values, cal_right, x)))
+        t = choose(values, cal_right)
         row = {"signal": signal, "threshold": t}
         for name, records in sets.items():
             v, y = scores(records)[signal], [r["call_right"] for r in records]
