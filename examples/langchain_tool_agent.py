@@ -3,12 +3,12 @@
 
     .venv/bin/python examples/langchain_tool_agent.py ["What is the weather in Paris, in celsius?"]
 
-The calls are grammar-constrained, so every call names a tool and has arguments that fit its
-schema. A 270M base with a 135M nudger does not reliably decide *when* to call (measured in
-docs/tools.md, "Other decision signals measured": on agent-style prompts the embedded threshold
-calls on a third of the requests a call is right for), so a small middleware sets tool_choice:
-"any" (a call is forced) on the first model turn, and "none" (a plain text answer) once the tools
-have answered. A stronger pair can leave tool_choice on "auto".
+The model decides when to call (tool_choice "auto", nothing forced): the embedded pair writes the
+call it would make and keeps it only where its arguments come from the conversation (the city, the
+amount and currencies the user named), else it answers in text; once the tool has answered, the
+same call would repeat one the conversation holds, so it answers in text (`grounded_calls`,
+docs/tools.md). The calls are grammar-constrained, so every call names a tool and has arguments
+that fit its schema.
 """
 
 from __future__ import annotations
@@ -48,18 +48,16 @@ TOOLS = [get_weather, convert_currency]
 
 
 @wrap_model_call
-def call_then_answer(request: ModelRequest, handler: Callable[[ModelRequest], ModelResponse]) -> ModelResponse:
-    """Force one tool call first, then a text answer once tool results are in the conversation."""
-    answered = any(isinstance(m, ToolMessage) for m in request.messages)
-    settings = {**request.model_settings, "parallel_tool_calls": False}
-    return handler(request.override(tool_choice="none" if answered else "any", model_settings=settings))
+def one_call_at_a_time(request: ModelRequest, handler: Callable[[ModelRequest], ModelResponse]) -> ModelResponse:
+    """One call per model turn (a 135M nudger writes one call well, several poorly); tool_choice stays "auto"."""
+    return handler(request.override(model_settings={**request.model_settings, "parallel_tool_calls": False}))
 
 
 def build_agent(model: ChatNudging | None = None) -> Any:
     """The agent graph over the embedded pair (or `model`)."""
     # small models copy the <tool_response> wrapper of the tool turn into their answer: cut it
     model = model or ChatNudging.default(gamma=0.4, max_tokens=96, stop=["</tool_response>"])
-    return create_agent(model, tools=TOOLS, middleware=[call_then_answer], system_prompt="You are a helpful assistant. Use the tools.")
+    return create_agent(model, tools=TOOLS, middleware=[one_call_at_a_time], system_prompt="You are a helpful assistant. Use the tools.")
 
 
 def main(question: str = "What is the weather in Paris, in celsius?") -> dict[str, Any]:

@@ -1,23 +1,23 @@
 """A LlamaIndex `FunctionAgent` run by the nudged embedded pair through native tool calling
 (`NudgingLLM` is a `FunctionCallingLLM`), with two tools: add and multiply.
 
-    .venv/bin/python examples/llamaindex_function_agent.py ["What is 12 multiplied by 7?"]
+    .venv/bin/python examples/llamaindex_function_agent.py ["Multiply 12 by 7."]
 
-Calls are grammar-constrained, so each names a tool with arguments that fit its schema. A 270M base
-with a 135M nudger does not reliably decide *when* to call (docs/tools.md, "Other decision signals
-measured"), so the agent forces a call on its first turn (`initial_tool_choice="required"`) and
-the LLM answers in plain text once a tool result is the last message (`tool_choice="none"`). A
-stronger pair can leave both on "auto".
+The LLM decides when to call (tool_choice "auto", nothing forced): the embedded pair writes the call
+it would make and keeps it only where its arguments come from the conversation, else it answers in
+text; once the tool's result is in, the same call would repeat one the conversation holds, so the
+answer is text (`grounded_calls`, docs/tools.md). Calls are grammar-constrained, so each names a
+tool with arguments that fit its schema. The 135M nudger picks the right tool where the request
+names it ("Multiply 12 by 7."); asked "What is 12 multiplied by 7?" it calls add(12, 7).
 """
 
 from __future__ import annotations
 
 import asyncio
 import sys
-from typing import Any, Sequence
+from typing import Any
 
 from llama_index.core.agent.workflow import FunctionAgent, ToolCallResult
-from llama_index.core.base.llms.types import ChatMessage, MessageRole
 from llama_index.core.tools import FunctionTool
 from llama_index.llms.nudging import NudgingLLM
 from nudging import Nudger
@@ -36,19 +36,10 @@ def multiply(a: float, b: float) -> float:
 TOOLS = [FunctionTool.from_defaults(fn=add), FunctionTool.from_defaults(fn=multiply)]
 
 
-class AnswerAfterTools(NudgingLLM):
-    """A NudgingLLM that writes a text answer (tool_choice "none") once a tool has answered."""
-
-    def _prepare_chat_with_tools(self, tools: Sequence[Any], user_msg: Any = None, chat_history: list[ChatMessage] | None = None, **kwargs: Any) -> dict[str, Any]:
-        if chat_history and chat_history[-1].role == MessageRole.TOOL:
-            kwargs["tool_choice"] = "none"
-        return super()._prepare_chat_with_tools(tools, user_msg, chat_history, **kwargs)
-
-
 def build_agent(nudger: Nudger | None = None) -> FunctionAgent:
     """The agent over the embedded pair (or `nudger`)."""
-    llm = AnswerAfterTools(nudger or Nudger.default(), gamma=0.4, max_new_tokens=64, stop=["</tool_response>"])
-    return FunctionAgent(tools=TOOLS, llm=llm, initial_tool_choice="required", allow_parallel_tool_calls=False, system_prompt="You are a helpful assistant. Use the tools for arithmetic.")
+    llm = NudgingLLM(nudger or Nudger.default(), gamma=0.4, max_new_tokens=64, stop=["</tool_response>"])
+    return FunctionAgent(tools=TOOLS, llm=llm, allow_parallel_tool_calls=False, system_prompt="You are a helpful assistant. Use the tools for arithmetic.")
 
 
 async def run(agent: FunctionAgent, question: str) -> tuple[list[Any], str]:
@@ -58,7 +49,7 @@ async def run(agent: FunctionAgent, question: str) -> tuple[list[Any], str]:
     return events, str((await handler).response.content)
 
 
-def main(question: str = "What is 12 multiplied by 7?", nudger: Nudger | None = None) -> tuple[list[Any], str]:
+def main(question: str = "Multiply 12 by 7.", nudger: Nudger | None = None) -> tuple[list[Any], str]:
     """Run the agent on one question; print each tool call and the answer."""
     events, answer = asyncio.run(run(build_agent(nudger), question))
     for ev in events:
@@ -69,4 +60,4 @@ def main(question: str = "What is 12 multiplied by 7?", nudger: Nudger | None = 
 
 
 if __name__ == "__main__":
-    main(" ".join(sys.argv[1:]) or "What is 12 multiplied by 7?")
+    main(" ".join(sys.argv[1:]) or "Multiply 12 by 7.")

@@ -247,15 +247,15 @@ def test_a_base_served_under_a_short_name_works(tiny, tmp_path):
 
 
 def test_serve_keeps_the_pairs_own_tool_settings(loads, tiny, monkeypatch):
-    """The command line's gamma and budget, the loaded pair's call_threshold and call_gamma (the
+    """The command line's gamma and budget, the loaded pair's call_threshold, call_gamma and grounded_calls (the
     embedded nudger's measured ones): the CLI builds a fresh config, which must not drop them."""
     from nudging.serving import app as serving_app
 
     got = {}
     real = serving_app.create_app
-    monkeypatch.setattr(tiny, "config", tiny.config.merged(call_threshold=0.2, call_gamma=2.0))
+    monkeypatch.setattr(tiny, "config", tiny.config.merged(call_threshold=0.2, call_gamma=2.0, grounded_calls=True))
     monkeypatch.setattr(serving_app, "create_app", lambda nudger, **kw: got.update(kw) or real(nudger, **kw))
     monkeypatch.setattr("nudging.serving.app.run_server", lambda app, host, port: None)
     assert run("serve", "--gamma", "0.3").exit_code == 0
     cfg = got["config"]
-    assert (cfg.gamma, cfg.call_threshold, cfg.call_gamma) == (0.3, 0.2, 2.0)
+    assert (cfg.gamma, cfg.call_threshold, cfg.call_gamma, cfg.grounded_calls) == (0.3, 0.2, 2.0, True)

@@ -10,7 +10,8 @@ from pathlib import Path
 from types import ModuleType
 
 import pytest
-from nudging import Nudger
+from nudging import Nudger, NudgingConfig
+from nudging.nudger import EMBEDDED_TOOL_SETTINGS
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
@@ -28,7 +29,7 @@ def _example(name: str) -> ModuleType:
 @pytest.fixture
 def default_is_shared(real_pair, monkeypatch) -> Nudger:
     """Nudger.default() in the examples returns the session's already-loaded real pair."""
-    nudger = Nudger(*real_pair)
+    nudger = Nudger(*real_pair, config=NudgingConfig(**EMBEDDED_TOOL_SETTINGS))  # as Nudger.default() comes
     monkeypatch.setattr(Nudger, "default", classmethod(lambda cls, **kwargs: nudger))
     return nudger
 

@@ -17,7 +17,8 @@ from llama_index.core.instrumentation import get_dispatcher
 from llama_index.core.instrumentation.event_handlers import BaseEventHandler
 from llama_index.core.instrumentation.events.llm import LLMChatEndEvent
 from llama_index.llms.nudging import NudgingLLM
-from nudging import Nudger
+from nudging import Nudger, NudgingConfig
+from nudging.nudger import EMBEDDED_TOOL_SETTINGS
 from workflows.errors import WorkflowRuntimeError
 
 pytestmark = pytest.mark.real
@@ -33,7 +34,7 @@ def _example(name: str) -> ModuleType:
 
 @pytest.fixture(scope="module")
 def real_nudger(real_pair) -> Nudger:
-    return Nudger(*real_pair)
+    return Nudger(*real_pair, config=NudgingConfig(**EMBEDDED_TOOL_SETTINGS))  # as Nudger.default() comes
 
 
 class _Chats(BaseEventHandler):
@@ -110,7 +111,7 @@ def test_react_agent_calls_a_tool(real_nudger, chats):
 
 def test_function_agent_example_calls_a_tool_natively_and_answers(real_nudger, chats, capsys):
     example = _example("llamaindex_function_agent")
-    events, answer = example.main("What is 12 multiplied by 7?", nudger=real_nudger)
+    events, answer = example.main("Multiply 12 by 7.", nudger=real_nudger)
     calls = [ev for ev in events if isinstance(ev, ToolCallResult)]
     assert calls, [r.message.content for r in chats]
     tools = {"add": example.add, "multiply": example.multiply}

@@ -95,6 +95,10 @@ class NudgingConfig:
         (no call). Runs the nudger on the prompt even where the base would write the first word;
         base-only runs (gamma 0) ignore it. None: no decision, each model writes either as it goes.
         The embedded pair's value is calibrated with `benchmarks/tools/calibrate.py` (docs/tools.md).
+    grounded_calls: with call_threshold, a call the decision chose is written first and kept only
+        when it is grounded (nudging/grounding.py: its argument values come from the conversation,
+        and it repeats no call the conversation already holds); otherwise the answer is written
+        again as text. A kept call's text reaches a stream once it is checked.
     call_gamma: gamma inside an answer that is tool calls (tool_choice "required" or a named tool,
         or "auto" once call_threshold decided a call) with the grammar on, in nudged and
         nudger-only runs: e.g. 2 lets the nudger write every call where it writes better calls than
@@ -132,6 +136,7 @@ class NudgingConfig:
     tool_opener: str = "policy"
     call_threshold: float | None = None
     call_gamma: float | None = None
+    grounded_calls: bool = False
     constrained: bool = True
     drafter: Any = field(default="ngram", compare=False)
     draft_max: int = 8
@@ -175,6 +180,8 @@ class NudgingConfig:
         c = self.call_gamma
         if c is not None and (isinstance(c, bool) or not isinstance(c, (int, float)) or math.isnan(c) or c < 0):
             raise ConfigError(f"call_gamma must be a number >= 0 (a gamma for tool calls) or None, got {c!r}")
+        if not isinstance(self.grounded_calls, bool):
+            raise ConfigError(f"grounded_calls must be True or False, got {self.grounded_calls!r}")
         # Build both sampling params now so bad values fail here, not mid-generation.
         self.base_sampling
         self.nudger_sampling
@@ -194,6 +201,6 @@ class NudgingConfig:
         return replace(self, **{k: v for k, v in overrides.items() if v is not None})
 
     def with_tool_settings(self, pair: NudgingConfig) -> NudgingConfig:
-        """A copy with `pair`'s call_threshold and call_gamma (a loaded pair's measured tool
+        """A copy with `pair`'s call_threshold, call_gamma and grounded_calls (a loaded pair's measured tool
         settings), for configs built afresh: the CLI's, the evaluations'."""
-        return self.merged(call_threshold=pair.call_threshold, call_gamma=pair.call_gamma)
+        return self.merged(call_threshold=pair.call_threshold, call_gamma=pair.call_gamma, grounded_calls=pair.grounded_calls)

@@ -41,6 +41,7 @@ class Stats:
     stop_reason: StopReason = "eos"
     mask_seconds: float = 0.0  # time computing and applying grammar masks (constrained output)
     call_probability: float | None = None  # the nudger's probability of opening a call, where call_threshold decided
+    call_rejected: str | None = None  # why a written call was not kept and the answer became text (grounded_calls)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

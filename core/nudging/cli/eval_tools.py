@@ -52,7 +52,7 @@ def eval_tools_command(
         systems = [s for s in tool_use.tool_systems(gamma or [0.4]) if s.constrained]
         n = max_new_tokens or 128
         rows = tool_bench.aggregate(tool_bench.run_all(model, systems, out, limit=limit, max_new_tokens=n, batch=batch))
-        settings = {"base": model.base.name, "nudger": model.nudger.name, "decoding": "greedy", "constrained": True, "parallel_tool_calls": False, "max_new_tokens": n, "limit": limit, "call_threshold": model.config.call_threshold, "call_gamma": model.config.call_gamma}
+        settings = {"base": model.base.name, "nudger": model.nudger.name, "decoding": "greedy", "constrained": True, "parallel_tool_calls": False, "max_new_tokens": n, "limit": limit, "call_threshold": model.config.call_threshold, "call_gamma": model.config.call_gamma, "grounded_calls": model.config.grounded_calls}
         paths = tool_bench.write(rows, out, settings)
         console.print(paths["markdown"].read_text(encoding="utf-8"), markup=False, soft_wrap=True)
         console.print("wrote " + ", ".join(str(p) for p in paths.values()))

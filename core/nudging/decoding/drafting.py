@@ -213,3 +213,13 @@ class Drafter:
                 best, best_score = c, score
         # an edge that is one of many, or often rejected, is not worth a forward position
         return best if best_score >= self.MIN_SCORE else None
+
+
+def make_drafter(config: Any, lm: Any, max_len: int | None = None) -> Drafter | None:
+    """A drafter for one model's own stretches (a NudgingConfig's `drafter`), unless drafting is off
+    or the backend brings its own lookahead. A corpus table is in the base's ids: the nudger's
+    drafter (`max_len` set) has none."""
+    if config.drafter in (None, "off") or lm.capabilities.lookahead:
+        return None
+    corpus = None if config.drafter == "ngram" or max_len is not None else config.drafter
+    return Drafter(corpus, max_len=max_len or config.draft_max, eos_ids=lm.eos_ids)

@@ -135,13 +135,15 @@ def decided(cfg: Any, base: Any, nudger: Any, *, calls: bool) -> tuple[Matcher, 
     return Matcher(grammar, base.tokenizer, base.eos_ids), Matcher(grammar, nudger.tokenizer, nudger.eos_ids)
 
 
-def decision(cfg: Any, base: Any, nudger: Any, nudger_logits: torch.Tensor) -> tuple[float, tuple[Matcher, Matcher], bool]:
+def decision(cfg: Any, base: Any, nudger: Any, nudger_logits: torch.Tensor, forced: bool | None = None) -> tuple[float, tuple[Matcher, Matcher], bool]:
     """The call-or-text decision (`call_threshold`) on the nudger's first logits under the "auto"
-    mask: its probability of the ids that open a call, the matchers of the choice, and whether it is calls."""
+    mask: its probability of the ids that open a call, the matchers of the choice (`forced`, where
+    it is already made), and whether it is calls."""
     calls = decided(cfg, base, nudger, calls=True)
     opens = torch.isfinite(calls[1].mask(nudger_logits))
     p = float(torch.softmax(nudger_logits.float(), -1)[opens].sum())
-    return (p, calls, True) if p >= cfg.call_threshold else (p, decided(cfg, base, nudger, calls=False), False)
+    chosen = p >= cfg.call_threshold if forced is None else forced
+    return (p, calls, True) if chosen else (p, decided(cfg, base, nudger, calls=False), False)
 
 
 def _lltokenizer(tokenizer: Any, eos_ids: frozenset[int]) -> Any:

@@ -23,9 +23,10 @@ from ..prompts import Prompt, build_prompts, stop_strings
 from ..results import Result, Span, Stats, StopReason, StreamEvent, word_share
 from ..text import Forward, View, encode_continuation, word_boundaries
 from ..tools import offered, parse_tool_calls
+from .checking import checked
 from .costs import another_word, cost_fit, round_stats, tail_agreement
 from .grammar import decision, matchers
-from .drafting import Drafter
+from .drafting import make_drafter
 from .sampling import Sampler
 from .transcript import Transcript
 from .verify import Acceptance, accept, count_output, cut_to_budget, ids_until, nudger_keep
@@ -69,6 +70,7 @@ class Run:
 
     def __init__(self, base: Backend, nudger: Backend, policy: NudgingPolicy, prompt: Prompt, config: NudgingConfig, cancel: threading.Event | None) -> None:
         self.base, self.nudger, self.policy, self.cfg, self.cancel = base, nudger, policy, config, cancel
+        self.args = (base, nudger, policy, prompt, config, cancel)  # what the runs of checking.py start from
         self.prompts, (base_ids, nudger_ids) = build_prompts(base, nudger, prompt, config)
         for lm, ids, side in ((base, base_ids, "base"), (nudger, nudger_ids, "nudger")):
             if lm.context_window and len(ids) >= lm.context_window:
@@ -95,22 +97,21 @@ class Run:
         self.reason: StopReason = "eos"
         self._last_nudge: str | None = None
         self._repeats = 0
-        # the nudge being written: a round that ended at a boundary the base was not confident at
-        # goes on in the next round; together they are the nudge one K-id draft would have given
+        # the nudge being written: a round ending at a boundary the base was unsure at goes on in the next
         self._open, self._open_ids, self._open_bounds = "", 0, 0
         self._base_top: int | None = None  # the base's top id where it last handed over
         self.stats = round_stats(base, nudger)
-        self.drafter = self._make_drafter(config, base)
-        self.nudger_drafter = self._make_drafter(config, nudger, max_len=4)
-        # who makes the call-or-text decision at the answer's start (config.tool_opener)
+        self.drafter = make_drafter(config, base)
+        self.nudger_drafter = make_drafter(config, nudger, max_len=4)
         decides = config.tools and config.tool_choice in (None, "auto") and 0 < config.gamma <= 1
-        self._opener = config.tool_opener if decides else "policy"
-        # tool calls under a grammar: decided once by the nudger's probability of a call under "auto"
-        # (config.call_threshold), written by config.call_gamma's rule where the answer is calls
+        self._opener = config.tool_opener if decides else "policy"  # who writes an "auto" answer's first word
+        # tool calls under a grammar: decided once under "auto" (call_threshold, grounded_calls), written by call_gamma's rule
         tool_grammar = bool(config.tools) and self.grammars[0] is not None  # never under "none"
         auto = config.tool_choice in (None, "auto")
         self._undecided = tool_grammar and auto and config.call_threshold is not None and config.gamma > 0
         self.call_probability: float | None = None
+        self.forced: bool | None = None  # the decision, where it is already made (checking.py)
+        self.trial = False  # a decided call goes to a run that checks it (config.grounded_calls)
         self._mask_seconds = 0.0  # spent by matchers a decision replaced
         if tool_grammar and not auto:
             self._calls_policy()
@@ -123,6 +124,10 @@ class Run:
     def steps(self) -> Steps:
         """The run as a coroutine: yields `Forward` requests (send back their logits), StreamEvents
         and finally the Result. `drive` serves one run; `batching.BatchDecoder` serves many at once."""
+        return checked(self) if self._undecided and self.cfg.grounded_calls else self.body()
+
+    def body(self) -> Steps:
+        """The steps of this run alone (`steps` adds the check of a decided call)."""
         t0 = time.perf_counter()
         try:
             while not (yield from self._step()):
@@ -137,8 +142,8 @@ class Run:
         """One base token or one nudge round; returns True when generation is over."""
         if self.cancel is not None and self.cancel.is_set():
             return self._stop("cancelled")
-        if self._undecided:
-            yield from self._decide()
+        if self._undecided and (yield from self._decide()):
+            return True  # the call is written and checked by another run (checking.py)
         logits = yield from self.B.next_logits(self._base_draft())
         opening = self.rounds == 0 and not self.T.text
         first_word = opening and (self.cfg.paper_compat or self._opener == "nudger")
@@ -147,12 +152,16 @@ class Run:
         self._base_top = int(logits.argmax())
         return (yield from self._nudge())
 
-    def _decide(self) -> Iterator[Forward]:
+    def _decide(self) -> Generator[Forward, torch.Tensor, bool]:
         """Calls or text, once, before the first id: the nudger's probability of the ids that open a
         call (under the "auto" mask) against `call_threshold`; from then on both views follow the
-        grammar of that choice, masked over the logits they already hold."""
+        grammar of that choice, masked over the logits they already hold. True: a call that
+        `grounded_calls` checks, which this run leaves to another."""
         self._undecided = False
-        self.call_probability, chosen, calls = decision(self.cfg, self.base, self.nudger, (yield from self.N.next_logits()))
+        self.call_probability, chosen, calls = decision(self.cfg, self.base, self.nudger, (yield from self.N.next_logits()), self.forced)
+        self.trial = calls and self.cfg.grounded_calls
+        if self.trial:
+            return True
         if calls:
             self._calls_policy()
         self._mask_seconds += sum(g.seconds for g in self.grammars if g is not None)
@@ -162,21 +171,13 @@ class Run:
             view.grammar = grammar
             if view.logits is not None:
                 view.logits = grammar.mask(view.logits)
+        return False
 
     def _calls_policy(self) -> None:
         """The answer is tool calls: they are written by `call_gamma`'s rule where one is set (a
         base-only run stays the base's)."""
         if self.cfg.call_gamma is not None and self.cfg.gamma > 0:
             self.policy = TopProbPolicy(self.cfg.call_gamma)
-
-    @staticmethod
-    def _make_drafter(config: NudgingConfig, lm: Backend, max_len: int | None = None) -> Drafter | None:
-        """A drafter for one model's own stretches, unless drafting is off or the backend brings its
-        own lookahead. A corpus table is in the base's ids: the nudger's drafter has none."""
-        if config.drafter in (None, "off") or lm.capabilities.lookahead:
-            return None
-        corpus = None if config.drafter == "ngram" or max_len is not None else config.drafter
-        return Drafter(corpus, max_len=max_len or config.draft_max, eos_ids=lm.eos_ids)
 
     def _base_draft(self) -> list[int]:
         """Ids to run behind the base's next forward, if one is due (within budget and window)."""

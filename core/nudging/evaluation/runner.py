@@ -101,6 +101,8 @@ def fingerprint(nudger: Nudger, config: NudgingConfig, policy: LearnedPolicy | N
         keys["call_threshold"] = config.call_threshold
     if config.call_gamma is not None and config.tools:
         keys["call_gamma"] = config.call_gamma
+    if config.grounded_calls and config.tools and config.tool_choice in (None, "auto"):
+        keys["grounded_calls"] = True
     if policy is not None:
         keys["policy"] = policy.digest
     if anti is not None:
