@@ -59,6 +59,22 @@ def test_tool_results_ground_a_call_and_a_repeated_call_is_not_made_again():
     assert unsupported(_call("get_weather", city="Oslo", unit="celsius"), TOOLS, convo) == []  # other arguments: a new call
 
 
+def test_the_calls_of_one_turn_spend_the_conversations_values_once():
+    """An agent chaining calls on a result ("12 multiplied by 7": add(12, 7) -> 19, then multiply(19, 7))
+    reuses the user's 7: not grounded. A value the conversation holds twice may be used twice."""
+    convo = _user("What is 12 multiplied by 7?") + [
+        {"role": "assistant", "content": "", "tool_calls": [_call("convert", amount=12, rate=7)]},
+        {"role": "tool", "content": "19", "tool_call_id": "c1"},
+    ]
+    assert unsupported(_call("convert", amount=19, rate=7), TOOLS, convo) == ["convert argument 7 is in more arguments than the conversation holds it"]
+    assert unsupported(_call("convert", amount=19), TOOLS, convo) == []
+    assert unsupported(_call("convert", amount=5, rate=5), TOOLS, _user("What is 5 times 5?")) == []
+    assert unsupported(_call("get_weather", city="New York", unit="New York"), TOOLS, _user("Weather in New York?")) == [
+        'get_weather argument "New York" is in more arguments than the conversation holds it']
+    later = convo + [{"role": "user", "content": "And 7 times 2?"}]  # a new user message: its values are fresh
+    assert unsupported(_call("convert", amount=7, rate=2), TOOLS, later) == []
+
+
 def test_grounded_calls_is_a_pair_setting_and_a_bad_value_is_named():
     from nudging.errors import ConfigError
 

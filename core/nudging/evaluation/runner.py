@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
@@ -76,6 +76,12 @@ def systems_for(gammas: Sequence[float], policy: LearnedPolicy | None = None, pa
     systems += [System(f"nudged@{g:g},K={k}", g, draft_tokens=k) for g in gammas for k in draft_lengths]
     systems += [System(LEARNED, None, policy)] if policy is not None else []
     return systems + ([System(PROXY, None, anti=anti)] if anti is not None else [])
+
+
+def for_system(config: NudgingConfig, gamma: float) -> NudgingConfig:
+    """A system's config: the base alone (gamma 0) makes no call-or-text decision, so its answers
+    neither use nor key on the decision's settings."""
+    return replace(config, call_threshold=None, grounded_calls=False) if gamma == 0 else config
 
 
 def fingerprint(nudger: Nudger, config: NudgingConfig, policy: LearnedPolicy | None = None, anti: Any = None) -> str:

@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 
 from ..nudger import Nudger
 from . import bfcl, report
-from .runner import eval_config, fingerprint, read_cache
+from .runner import eval_config, fingerprint, for_system, read_cache
 from .tool_use import ToolSystem, run_tool_eval
 
 RUNS = (("simple_python", "auto"), ("simple_python", "required"), ("irrelevance", "auto"))
@@ -56,7 +56,7 @@ def run_bfcl(nudger: Nudger, systems: Sequence[ToolSystem], results: Path, *, li
         items = bfcl.load_items(category, limit)
         kind = f"bfcl-{category}"
         for system in systems:
-            configs = [base.merged(tools=item.tools, tool_choice=choice, parallel_tool_calls=False, constrained=system.constrained) for item in items]
+            configs = [for_system(base.merged(tools=item.tools, tool_choice=choice, parallel_tool_calls=False, constrained=system.constrained), system.gamma) for item in items]
             keys = [(kind, system.name, choice, item.id, _fingerprint(nudger, c, item)) for c, item in zip(configs, items)]
             wanted += keys
             left = [i for i, k in enumerate(keys) if k not in cached]

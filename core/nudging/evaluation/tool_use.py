@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 from ..config import NudgingConfig
 from ..nudger import Nudger
 from ..tools import check_tools
-from .runner import BASE_ONLY, NUDGER_ONLY, eval_config, fingerprint, read_cache
+from .runner import BASE_ONLY, NUDGER_ONLY, eval_config, fingerprint, for_system, read_cache
 from .tool_set import BOUNDED, REQUESTS, STRUCTURED, TOOLS, StructuredRequest, ToolRequest
 
 TOOL_METRICS = ("called", "right_tool", "valid_arguments", "exact_arguments")
@@ -88,7 +88,7 @@ def score_structured(request: StructuredRequest, text: str) -> dict[str, float]:
 def _configs(kind: str, items: Sequence[Any], system: ToolSystem, base: NudgingConfig, tool_choice: str) -> list[NudgingConfig]:
     if kind == "tools":
         cfg = base.merged(tools=check_tools(TOOLS), tool_choice=tool_choice, parallel_tool_calls=False, constrained=system.constrained)
-        return [cfg] * len(items)
+        return [for_system(cfg, system.gamma)] * len(items)
     return [
         base.merged(response_format={"type": "json_schema", "json_schema": {"name": item.id.split("-")[0], "schema": item.schema}}, constrained=system.constrained)
         for item in items
