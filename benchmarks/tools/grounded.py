@@ -73,18 +73,19 @@ def main() -> None:
             rows[name].append({"item": item, "call_right": right, "p_open": p_open[item], "grounded": grounded, "correct_if_called": correct})
     calib = rows["calibration (BFCL 100-159)"]
 
-    def kept(r: dict) -> float:
-        return r["p_open"] if r["grounded"] else -math.inf  # an ungrounded call is never kept
+    def score(r: dict, grounded: bool) -> float:
+        """What the rule compares with the threshold: an ungrounded call is never kept."""
+        return -math.inf if grounded and not r["grounded"] else r["p_open"]
 
     def at(t: float, rs: list[dict], grounded: bool) -> dict:
-        values = [kept(r) if grounded else r["p_open"] for r in rs]
+        values = [score(r, grounded) for r in rs]
         calls_, texts = rates(values, [r["call_right"] for r in rs], t)
-        right = [r for r, v in zip(rs, values) if r["call_right"] and r["correct_if_called"]]
-        return {"calls_where_right": calls_, "text_where_right": texts, "correct_calls_kept": f"{sum(r['p_open'] >= t and (r['grounded'] or not grounded) for r in right)}/{len(right)}"}
+        correct = [v >= t for r, v in zip(rs, values) if r["call_right"] and r["correct_if_called"]]
+        return {"calls_where_right": calls_, "text_where_right": texts, "correct_calls_kept": f"{sum(correct)}/{len(correct)}"}
 
     table = []
     for grounded in (False, True):
-        values = [kept(r) if grounded else r["p_open"] for r in calib]
+        values = [score(r, grounded) for r in calib]
         t = max(sorted(set(v for v in values if v > -math.inf)), key=lambda t: sum(rates(values, [r["call_right"] for r in calib], t)))
         table.append({"rule": "p_open >= t and grounded" if grounded else "p_open >= t", "threshold": math.exp(t), **{name: at(t, rs, grounded) for name, rs in rows.items()}})
     (OUT / "grounded.json").write_text(json.dumps({"table": table, "records": rows}, indent=1) + "\n")

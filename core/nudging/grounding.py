@@ -21,6 +21,8 @@ import re
 from collections import Counter
 from typing import Any
 
+from .tools import call_parts
+
 _NUMBER = re.compile(r"-?(?:\d[\d,]*(?:\.\d+)?|\.\d+)(?:[eE][-+]?\d+)?")
 _WORD = re.compile(r"[^\W_]+")
 
@@ -51,17 +53,6 @@ def _leaves(value: Any, schema: Any) -> list[tuple[Any, dict[str, Any]]]:
     return [(value, schema)]
 
 
-def _arguments(call: dict[str, Any]) -> tuple[str, Any]:
-    fn = call.get("function", call)
-    args = fn.get("arguments") or {}
-    if isinstance(args, str):
-        try:
-            args = json.loads(args) if args.strip() else {}
-        except json.JSONDecodeError:
-            pass
-    return fn.get("name", ""), args
-
-
 def _key(value: Any) -> Any:
     """What a value is counted as: a number, or the words of a string."""
     return float(value) if isinstance(value, (int, float)) else tuple(sorted(_WORD.findall(str(value).lower())))
@@ -71,14 +62,14 @@ def unsupported(call: dict[str, Any], tools: Any, messages: list[dict[str, Any]]
     """Why `call` (OpenAI form) is not grounded in `messages`: the arguments whose values the
     conversation does not hold (counting the values the calls since the user's last message
     already took), or that it repeats an earlier call; [] when it is grounded."""
-    name, args = _arguments(call)
+    name, args = call_parts(call)
     for m in messages:
-        if any(_arguments(c) == (name, args) for c in m.get("tool_calls") or ()):
+        if any(call_parts(c) == (name, args) for c in m.get("tool_calls") or ()):
             return [f"repeats the earlier call {name}({json.dumps(args, ensure_ascii=False)})"]
     text = "\n".join(m["content"] for m in messages if m["role"] != "assistant" and isinstance(m.get("content"), str))
     words, numbers = Counter(_WORD.findall(text.lower())), _numbers(text)
     last_user = max((i for i, m in enumerate(messages) if m["role"] == "user"), default=-1)
-    earlier = [_arguments(c)[1] for m in messages[last_user + 1 :] for c in m.get("tool_calls") or ()]
+    earlier = [call_parts(c)[1] for m in messages[last_user + 1 :] for c in m.get("tool_calls") or ()]
     used: Counter[Any] = Counter(_key(v) for a in earlier for v, _ in _leaves(a, None) if v is not None and not isinstance(v, bool))
     schema = next((t["function"].get("parameters") for t in tools or () if t["function"]["name"] == name), None)
     missing, found = [], 0

@@ -9,7 +9,7 @@ from typing import Any, Sequence
 
 from .config import BaseTemplate, NudgingConfig
 from .errors import InputError
-from .tools import base_tools_turns, offered, render_calls, render_tool_result, tools_system_text
+from .tools import base_tools_turns, call_parts, offered, render_calls, render_tool_result, tools_system_text
 
 
 @dataclass(frozen=True)
@@ -146,11 +146,7 @@ def _native_turn(m: dict[str, Any]) -> dict[str, Any]:
     """A message for a template with tool support: HF templates take call arguments as dicts."""
     if not m.get("tool_calls"):
         return m
-    calls = []
-    for c in m["tool_calls"]:
-        fn = c.get("function", c)
-        args = fn.get("arguments") or {}
-        calls.append({"type": "function", "function": {"name": fn["name"], "arguments": json.loads(args) if isinstance(args, str) else args}})
+    calls = [{"type": "function", "function": dict(zip(("name", "arguments"), call_parts(c)))} for c in m["tool_calls"]]
     return {**m, "tool_calls": calls}
 
 

@@ -176,14 +176,20 @@ def base_tools_turns(tools: tuple[dict[str, Any], ...], choice: Any) -> tuple[st
     return BASE_TOOLS_PROMPT.format(tools=tools_listing(tools)), turns
 
 
+def call_parts(call: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """A call's name and arguments (a dict), whichever OpenAI form it comes in ({"function": {...}}
+    or bare; arguments as JSON text or a dict; messages' calls are validated by prompts.to_messages)."""
+    fn = call.get("function", call)
+    args = fn.get("arguments") or {}
+    return fn["name"], json.loads(args) if isinstance(args, str) and args.strip() else (args or {})
+
+
 def render_calls(calls: list[dict[str, Any]]) -> str:
     """An assistant turn's OpenAI tool_calls as the text the model would have written."""
     blocks = []
     for c in calls:
-        fn = c.get("function", c)
-        args = fn.get("arguments", {})
-        args = json.loads(args) if isinstance(args, str) and args.strip() else (args or {})
-        blocks.append("<tool_call>\n" + json.dumps({"name": fn["name"], "arguments": args}, ensure_ascii=False) + "\n</tool_call>")
+        name, args = call_parts(c)
+        blocks.append("<tool_call>\n" + json.dumps({"name": name, "arguments": args}, ensure_ascii=False) + "\n</tool_call>")
     return "\n".join(blocks)
 
 
